@@ -1,4 +1,6 @@
 """pip install of the package without ROS: the ML module, the ROS-free core and the CLI."""
+from glob import glob
+
 from setuptools import find_packages, setup
 
 ML_PACKAGES = ["latent_maskrcnn"] + [
@@ -14,7 +16,8 @@ setup(
     packages=find_packages(include=["latent_segmentation_ros", "latent_segmentation_ros.*"]) + ML_PACKAGES,
     package_dir={"latent_maskrcnn": "training/latent_maskrcnn"},
     include_package_data=True,
-    package_data={"latent_segmentation_ros": ["../msg/*.msg"]},
+    # the .msg files, where a ROS install keeps them (latent_segmentation_ros.messages finds them)
+    data_files=[("share/latent_segmentation_ros/msg", sorted(glob("msg/*.msg")))],
     install_requires=[
         "torch>=2.1",
         "torchvision>=0.16",
