@@ -1,0 +1,234 @@
+"""Suction grasp placements on confidence masks for the cell's multi-cup gripper.
+
+A cup seals when its whole rim lies on one item, so a cup counts as *sealed* only when its disk
+lies entirely inside one mask (pixels shared with another mask do not count). A cup that does not
+seal is switched off, but it still must not touch another mask: a grasp never straddles two items.
+For each mask the planner finds the placements sealing the most cups, with distance transforms
+and shifted whole-array comparisons (no loop over pixels), and ranks all placements by sealed
+cups, then by the mask's score (paper Section V-D: more sealed cups, fewer double picks).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from latent_segmentation_ros.results import CameraResult, GraspCandidate
+
+
+@dataclass(frozen=True)
+class SuctionCupLayout:
+    """Cup centres relative to the gripper centre, (du, dv) in pixels, and the cup radius."""
+
+    offsets: np.ndarray
+    cup_radius: float
+
+    def __post_init__(self) -> None:
+        offsets = np.asarray(self.offsets, dtype=np.float64)
+        if offsets.ndim != 2 or offsets.shape[1] != 2 or offsets.shape[0] == 0:
+            raise ValueError(f"cup offsets must be a non-empty [C, 2] array, got shape {offsets.shape}")
+        if not np.all(np.isfinite(offsets)):
+            raise ValueError("cup offsets must be finite")
+        if not (np.isfinite(self.cup_radius) and self.cup_radius > 0):
+            raise ValueError(f"cup_radius must be a positive number of pixels, got {self.cup_radius}")
+        if offsets.shape[0] > 1:
+            gaps = np.linalg.norm(offsets[:, None, :] - offsets[None, :, :], axis=2)
+            np.fill_diagonal(gaps, np.inf)
+            if gaps.min() < 2 * self.cup_radius:
+                raise ValueError(
+                    f"cups overlap: two cup centres are {gaps.min():.1f} px apart, less than twice "
+                    f"the cup radius ({2 * self.cup_radius:.1f} px)"
+                )
+        object.__setattr__(self, "offsets", offsets)
+
+    @classmethod
+    def grid(cls, rows: int = 3, cols: int = 3, spacing: float = 20.0, cup_radius: float = 6.0) -> "SuctionCupLayout":
+        """A rows x cols grid of cups ``spacing`` pixels apart, centred on the gripper centre."""
+        if rows < 1 or cols < 1:
+            raise ValueError(f"a cup grid needs at least one row and column, got {rows}x{cols}")
+        if not (np.isfinite(spacing) and spacing > 0):
+            raise ValueError(f"cup spacing must be a positive number of pixels, got {spacing}")
+        dv, du = np.meshgrid(
+            (np.arange(rows) - (rows - 1) / 2) * spacing,
+            (np.arange(cols) - (cols - 1) / 2) * spacing,
+            indexing="ij",
+        )
+        return cls(np.stack([du.ravel(), dv.ravel()], axis=1), float(cup_radius))
+
+    @property
+    def num_cups(self) -> int:
+        return int(self.offsets.shape[0])
+
+    def pixel_offsets(self, angle: float) -> np.ndarray:
+        """int [C, 2] (du, dv) of the layout rotated counter-clockwise by ``angle`` in the image."""
+        cos, sin = np.cos(angle), np.sin(angle)
+        du = cos * self.offsets[:, 0] + sin * self.offsets[:, 1]
+        dv = -sin * self.offsets[:, 0] + cos * self.offsets[:, 1]
+        return np.rint(np.stack([du, dv], axis=1)).astype(np.int64)
+
+    @property
+    def reach(self) -> int:
+        """Largest distance of a cup centre from the gripper centre, rounded up, in pixels."""
+        return int(np.ceil(np.linalg.norm(self.offsets, axis=1).max())) + 1
+
+
+class SuctionGraspPlanner:
+    """Grasp candidates on each mask of an image, best first.
+
+    ``angles`` are the layout rotations tried (radians); ``candidates_per_mask`` placements are
+    kept per mask, at least ``suppression_radius`` pixels apart (default: the cup spacing implied
+    by the layout); placements sealing fewer than ``min_sealed_cups`` are not proposed.
+    """
+
+    def __init__(
+        self,
+        layout: SuctionCupLayout,
+        angles: Sequence[float] = (0.0,),
+        candidates_per_mask: int = 1,
+        min_sealed_cups: int = 1,
+        suppression_radius: float | None = None,
+        max_candidates: int = 0,
+    ) -> None:
+        angles = [float(a) for a in angles]
+        if not angles or not all(np.isfinite(angles)):
+            raise ValueError(f"angles must be a non-empty list of finite radians, got {angles}")
+        if candidates_per_mask < 1:
+            raise ValueError(f"candidates_per_mask must be at least 1, got {candidates_per_mask}")
+        if not 1 <= min_sealed_cups <= layout.num_cups:
+            raise ValueError(
+                f"min_sealed_cups must be between 1 and the {layout.num_cups} cups, got {min_sealed_cups}"
+            )
+        if max_candidates < 0:
+            raise ValueError(f"max_candidates must be >= 0 (0: no limit), got {max_candidates}")
+        self.layout = layout
+        self.angles = angles
+        self.candidates_per_mask = int(candidates_per_mask)
+        self.min_sealed_cups = int(min_sealed_cups)
+        self.max_candidates = int(max_candidates)
+        if suppression_radius is None:
+            suppression_radius = max(layout.reach / 2.0, 2.0 * layout.cup_radius)
+        self.suppression_radius = float(suppression_radius)
+
+    def plan_result(self, result: CameraResult) -> list[GraspCandidate]:
+        """Candidates for one camera's result; mask ids are the indices (the message ids)."""
+        return self.plan(result.masks, result.scores)
+
+    def plan(
+        self, masks: np.ndarray, scores: Sequence[float] | None = None, mask_ids: Sequence[int] | None = None
+    ) -> list[GraspCandidate]:
+        """Candidates for bool masks [N, H, W]; ranked by sealed cups, then score, then mask id."""
+        masks = np.asarray(masks)
+        if masks.ndim != 3:
+            raise ValueError(f"masks must be [N, H, W], got shape {tuple(masks.shape)}")
+        masks = masks.astype(bool, copy=False)
+        count = masks.shape[0]
+        scores = np.zeros(count) if scores is None else np.asarray(scores, dtype=np.float64)
+        mask_ids = np.arange(count) if mask_ids is None else np.asarray(mask_ids, dtype=np.int64)
+        if len(scores) != count or len(mask_ids) != count:
+            raise ValueError(f"{count} masks need {count} scores and ids, got {len(scores)} and {len(mask_ids)}")
+        coverage = masks.sum(axis=0, dtype=np.int32)
+        candidates: list[GraspCandidate] = []
+        for index in range(count):
+            if masks[index].any():
+                candidates += self._plan_one(masks[index], coverage, float(scores[index]), int(mask_ids[index]))
+        candidates.sort(key=lambda c: (-c.sealed_cups, -c.score, c.mask_id))
+        return candidates[: self.max_candidates] if self.max_candidates else candidates
+
+    def _plan_one(self, mask: np.ndarray, coverage: np.ndarray, score: float, mask_id: int) -> list[GraspCandidate]:
+        height, width = mask.shape
+        rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+        radius = self.layout.cup_radius
+        # gripper centres within `reach` of the mask; their cups within 2 * reach; cup rims + r
+        margin = 2 * self.layout.reach + int(np.ceil(radius)) + 2
+        y0, y1 = max(rows[0] - margin, 0), min(rows[-1] + 1 + margin, height)
+        x0, x1 = max(cols[0] - margin, 0), min(cols[-1] + 1 + margin, width)
+        own_window = mask[y0:y1, x0:x1]
+        others = (coverage[y0:y1, x0:x1] - own_window.astype(np.int32)) > 0
+        own = own_window & ~others
+
+        # a cup centred at c lies inside `own` iff every pixel within `radius` of c does; pixels
+        # outside the image count as outside the mask (zero padding)
+        depth = ndimage.distance_transform_edt(np.pad(own, 1))[1:-1, 1:-1]
+        fits = depth > radius
+        if others.any():
+            clear = ndimage.distance_transform_edt(np.pad(~others, 1, constant_values=True))[1:-1, 1:-1] > radius
+        else:
+            clear = np.ones_like(own)
+        shape = own.shape
+        # lexicographic key: sealed cups first, then how deep the sealed cups sit inside the mask
+        depth_weight = 1.0 + self.layout.num_cups * float(depth.max())
+        best_key = None
+        per_angle = []
+        for angle in self.angles:
+            offsets = self.layout.pixel_offsets(angle)
+            sealed = np.zeros((len(offsets),) + shape, dtype=bool)
+            margin_sum = np.zeros(shape, dtype=np.float64)
+            allowed = np.ones(shape, dtype=bool)
+            for k, (du, dv) in enumerate(offsets):
+                sealed[k] = _shifted(fits, dv, du, fill=False)
+                margin_sum += np.where(sealed[k], _shifted(depth, dv, du, fill=0.0), 0.0)
+                allowed &= _shifted(clear, dv, du, fill=True)
+            count = sealed.sum(axis=0)
+            allowed &= count >= self.min_sealed_cups
+            per_angle.append((angle, offsets, sealed, count, margin_sum, allowed))
+            if allowed.any():
+                key = count[allowed].max()
+                best_key = key if best_key is None else max(best_key, key)
+        if best_key is None:
+            return []
+
+        out: list[GraspCandidate] = []
+        suppressed = np.zeros(shape, dtype=bool)
+        yy, xx = np.ogrid[: shape[0], : shape[1]]
+        for _ in range(self.candidates_per_mask):
+            choice = None
+            for angle, offsets, sealed, count, margin_sum, allowed in per_angle:
+                usable = allowed & ~suppressed
+                if not usable.any():
+                    continue
+                key_map = np.where(usable, count * depth_weight + margin_sum, -1.0)
+                flat = int(np.argmax(key_map))
+                key = key_map.flat[flat]
+                if choice is None or key > choice[0]:
+                    choice = (key, angle, offsets, sealed, count, flat)
+            if choice is None:
+                break
+            _, angle, offsets, sealed, count, flat = choice
+            v, u = np.unravel_index(flat, shape)
+            cup_sealed = sealed[:, v, u].copy()
+            centres = np.stack([offsets[:, 0] + u + x0, offsets[:, 1] + v + y0], axis=1).astype(np.float32)
+            out.append(
+                GraspCandidate(
+                    mask_id=mask_id,
+                    u=float(u + x0),
+                    v=float(v + y0),
+                    angle=float(angle),
+                    sealed_cups=int(count[v, u]),
+                    total_cups=self.layout.num_cups,
+                    score=score,
+                    cup_centers=centres,
+                    cup_sealed=cup_sealed,
+                )
+            )
+            suppressed |= (yy - v) ** 2 + (xx - u) ** 2 <= self.suppression_radius**2
+        return out
+
+
+def _shifted(values: np.ndarray, dv: int, du: int, fill) -> np.ndarray:
+    """out[y, x] = values[y + dv, x + du], ``fill`` where that lies outside ``values``."""
+    out = np.full_like(values, fill)
+    height, width = values.shape
+    ys, ye = max(0, -dv), min(height, height - dv)
+    xs, xe = max(0, -du), min(width, width - du)
+    if ys < ye and xs < xe:
+        out[ys:ye, xs:xe] = values[ys + dv : ye + dv, xs + du : xe + du]
+    return out
+
+
+def cup_disks(centres: np.ndarray, radius: float, shape: tuple[int, int]) -> np.ndarray:
+    """bool [C, H, W] pixels covered by each cup (|p - c| <= radius), for checks and overlays."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    centres = np.asarray(centres, dtype=np.float64).reshape(-1, 2)
+    return (xx[None] - centres[:, 0, None, None]) ** 2 + (yy[None] - centres[:, 1, None, None]) ** 2 <= radius**2
