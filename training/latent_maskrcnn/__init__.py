@@ -1,2 +1,29 @@
 """Latent-MaskRCNN (Liu et al., ICRA 2023) on torchvision's MaskRCNN, with p-confidence masks,
 Union-NMS, prior-mean predictions, metrics, synthetic data and training. Never imports ROS."""
+
+# Public names, imported on first use so that `import latent_maskrcnn.<light module>` stays fast.
+_LAZY_EXPORTS = {
+    "ModelConfig": "config",
+    "tiny_config": "config",
+    "LatentMaskRCNN": "latent_mask_rcnn",
+    "DiagonalGaussian": "distributions",
+    "kl_divergence": "distributions",
+    "save_model": "checkpoint",
+    "load_model": "checkpoint",
+    "load_weights": "checkpoint",
+    "read_config": "checkpoint",
+    "CheckpointError": "checkpoint",
+    "load_torchvision_maskrcnn_weights": "checkpoint",
+    "WeightLoadReport": "checkpoint",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY_EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'latent_maskrcnn' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,291 @@
+"""Latent-MaskRCNN (Liu et al., ICRA 2023, Section III-B): MaskRCNN whose FPN maps receive a
+latent code before region proposal, a prior p(z|x) and a training-time encoder q(z|x,y).
+
+Submodule names follow torchvision's MaskRCNN (``backbone``, ``rpn``, ``roi_heads``), so a
+torchvision state dict maps onto the decoder key for key (see `checkpoint.py`).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import torch
+from torch import nn, Tensor
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.image_list import ImageList
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.ops import MultiScaleRoIAlign
+
+from .backbone import FEATURE_NAMES, build_backbone
+from .batched_decoding import detect_for_codes, proposals_for_codes
+from .config import ModelConfig
+from .distributions import DiagonalGaussian, kl_divergence
+from .encoder import PosteriorEncoder
+from .injection import LatentInjection
+from .postprocess import to_prediction
+from .prior import LatentPrior
+
+LEVEL_NAMES = FEATURE_NAMES + ["pool"]
+SAMPLE_MODES = ("sample", "prior_mean")
+
+
+def _check_images(images: Any) -> None:
+    if not isinstance(images, (list, tuple)) or len(images) == 0:
+        raise ValueError("images must be a non-empty list of float tensors [3, H, W]")
+    for index, image in enumerate(images):
+        if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] != 3:
+            shape = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
+            raise ValueError(f"image {index} must be a float tensor [3, H, W], got {shape}")
+        if not image.is_floating_point():
+            raise ValueError(f"image {index} must be floating point in [0, 1], got {image.dtype}")
+        if image.shape[1] < 2 or image.shape[2] < 2:
+            raise ValueError(f"image {index} is too small: {tuple(image.shape)}")
+        if not bool(torch.isfinite(image).all()):
+            raise ValueError(f"image {index} contains NaN or infinite values")
+
+
+def _check_targets(images: list[Tensor], targets: Any, num_classes: int) -> list[dict[str, Tensor]]:
+    if not isinstance(targets, (list, tuple)) or len(targets) != len(images):
+        raise ValueError(f"training needs one target dict per image ({len(images)})")
+    checked = []
+    for index, (image, target) in enumerate(zip(images, targets)):
+        missing = [key for key in ("boxes", "labels", "masks") if key not in target]
+        if missing:
+            raise ValueError(f"target {index} lacks {missing}")
+        boxes, labels, masks = target["boxes"], target["labels"], target["masks"]
+        count = boxes.shape[0] if boxes.dim() == 2 else -1
+        if boxes.dim() != 2 or boxes.shape[1] != 4 or not boxes.is_floating_point():
+            raise ValueError(f"target {index}: boxes must be float [G, 4], got {tuple(boxes.shape)} {boxes.dtype}")
+        if labels.shape != (count,) or labels.is_floating_point():
+            raise ValueError(f"target {index}: labels must be integer [{count}], got {tuple(labels.shape)}")
+        if masks.shape != (count,) + tuple(image.shape[1:]):
+            raise ValueError(
+                f"target {index}: masks must be [{count}, {image.shape[1]}, {image.shape[2]}], got {tuple(masks.shape)}"
+            )
+        if count and (int(labels.min()) < 1 or int(labels.max()) >= num_classes):
+            raise ValueError(f"target {index}: labels must be in [1, {num_classes - 1}], got {labels.tolist()}")
+        if count and not bool(torch.isfinite(boxes).all()):
+            raise ValueError(f"target {index}: boxes contain NaN or infinite values")
+        degenerate = (boxes[:, 2:] <= boxes[:, :2]).any(dim=1)
+        if bool(degenerate.any()):
+            bad = int(torch.where(degenerate)[0][0])
+            raise ValueError(f"target {index}: box {bad} has no area: {boxes[bad].tolist()}")
+        checked.append({"boxes": boxes, "labels": labels.to(torch.int64), "masks": masks.to(torch.uint8)})
+    return checked
+
+
+class LatentMaskRCNN(nn.Module):
+    """``model(images, targets)`` in training mode returns the losses (``loss_kl`` unweighted);
+    ``model.sample(images, num_samples=K)`` returns K predictions per image."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        # The authors' trick: per image, a fair coin decodes the prior mean instead of a
+        # posterior sample, so the prior-mean path is trained by the MaskRCNN losses too.
+        self.posterior_or_prior_mean_coin = False
+        channels = config.fpn_channels
+        self.transform = GeneralizedRCNNTransform(config.min_size, config.max_size, config.image_mean, config.image_std)
+        self.backbone = build_backbone(config)
+        anchors = AnchorGenerator(
+            tuple((size,) for size in config.anchor_sizes), (tuple(config.aspect_ratios),) * len(config.anchor_sizes)
+        )
+        self.rpn = RegionProposalNetwork(
+            anchors,
+            RPNHead(channels, anchors.num_anchors_per_location()[0]),
+            fg_iou_thresh=0.7,
+            bg_iou_thresh=0.3,
+            batch_size_per_image=config.rpn_batch_size_per_image,
+            positive_fraction=0.5,
+            pre_nms_top_n={"training": config.rpn_pre_nms_top_n_train, "testing": config.rpn_pre_nms_top_n_test},
+            post_nms_top_n={"training": config.rpn_post_nms_top_n_train, "testing": config.rpn_post_nms_top_n_test},
+            nms_thresh=config.rpn_nms_thresh,
+        )
+        mask_layers = [config.mask_head_channels] * 4
+        self.roi_heads = RoIHeads(
+            MultiScaleRoIAlign(FEATURE_NAMES, 7, sampling_ratio=2),
+            TwoMLPHead(channels * 7 * 7, config.box_head_dim),
+            FastRCNNPredictor(config.box_head_dim, config.num_classes),
+            fg_iou_thresh=0.5,
+            bg_iou_thresh=0.5,
+            batch_size_per_image=config.box_batch_size_per_image,
+            positive_fraction=0.25,
+            bbox_reg_weights=None,
+            score_thresh=config.box_score_thresh,
+            nms_thresh=config.box_nms_thresh,
+            detections_per_img=config.box_detections_per_img,
+            mask_roi_pool=MultiScaleRoIAlign(FEATURE_NAMES, 14, sampling_ratio=2),
+            mask_head=MaskRCNNHeads(channels, mask_layers, 1),
+            mask_predictor=MaskRCNNPredictor(mask_layers[-1], config.mask_head_channels, config.num_classes),
+        )
+        self.prior: LatentPrior | None = None
+        self.encoder: PosteriorEncoder | None = None
+        self.injection: LatentInjection | None = None
+        if config.latent_dim > 0:
+            self.prior = LatentPrior(channels, LEVEL_NAMES, config.latent_dim, config.prior_channels, config.prior_hidden)
+            self.encoder = PosteriorEncoder(
+                channels,
+                FEATURE_NAMES,
+                config.latent_dim,
+                config.num_classes,
+                roi_size=config.encoder_roi_size,
+                channels=config.encoder_channels,
+                hidden=config.encoder_hidden,
+                graph_layers=config.encoder_graph_layers,
+                heads=config.encoder_heads,
+            )
+            self.injection = LatentInjection(channels, config.latent_dim, LEVEL_NAMES)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    # ------------------------------------------------------------------ shared pieces
+    def preprocess(
+        self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
+    ) -> tuple[ImageList, list[dict[str, Tensor]] | None, "OrderedDict[str, Tensor]"]:
+        """Normalise, resize and batch the images; backbone + FPN once."""
+        image_list, targets = self.transform(list(images), targets)
+        features = self.backbone(image_list.tensors)
+        return image_list, targets, features
+
+    def prior_distribution(
+        self, image_list: ImageList, features: "OrderedDict[str, Tensor]"
+    ) -> DiagonalGaussian:
+        if self.prior is None:
+            raise ValueError("a model with latent_dim = 0 has no prior")
+        return self.prior(features, image_list.image_sizes, tuple(image_list.tensors.shape[-2:]))
+
+    # ------------------------------------------------------------------ training
+    def forward(
+        self,
+        images: list[Tensor],
+        targets: list[dict[str, Tensor]] | None = None,
+        posterior_or_prior_mean_coin: bool | None = None,
+    ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
+        """Training mode: the MaskRCNN losses plus ``loss_kl`` (closed-form KL(q || p), summed
+        over latent dimensions, mean over images; 0 for ``latent_dim = 0``). Eval mode: one
+        prior-mean prediction per image."""
+        _check_images(images)
+        if not self.training:
+            return [samples[0] for samples in self.sample(images, mode="prior_mean")]
+        targets = _check_targets(list(images), targets, self.config.num_classes)
+        image_list, targets, features = self.preprocess(images, targets)
+        losses: dict[str, Tensor] = {}
+        if self.latent_dim > 0:
+            prior = self.prior_distribution(image_list, features)
+            posterior = self.encoder(features, targets, image_list.image_sizes)
+            codes = posterior.rsample()
+            coin = self.posterior_or_prior_mean_coin if posterior_or_prior_mean_coin is None else posterior_or_prior_mean_coin
+            if coin:
+                use_prior_mean = torch.rand(codes.shape[0], device=codes.device) < 0.5
+                codes = torch.where(use_prior_mean[:, None], prior.mean, codes)
+            losses["loss_kl"] = kl_divergence(posterior, prior).mean()
+            features = self.injection(features, codes)
+        else:
+            losses["loss_kl"] = image_list.tensors.new_zeros(())
+        proposals, rpn_losses = self.rpn(image_list, features, targets)
+        _, detector_losses = self.roi_heads(features, proposals, image_list.image_sizes, targets)
+        losses.update(rpn_losses)
+        losses.update(detector_losses)
+        return losses
+
+    # ------------------------------------------------------------------ inference
+    def sample(
+        self,
+        images: list[Tensor],
+        num_samples: int = 8,
+        seed: int | None = None,
+        mode: str = "sample",
+    ) -> list[list[dict[str, Tensor]]]:
+        """K segmentations per image (one for ``prior_mean`` or ``latent_dim = 0``).
+
+        Backbone, FPN and prior run once per image; the codes are decoded together (see
+        `batched_decoding.py`). ``seed`` fixes the codes through a local generator.
+        """
+        _check_images(images)
+        if mode not in SAMPLE_MODES:
+            raise ValueError(f"mode must be one of {list(SAMPLE_MODES)}, got {mode!r}")
+        if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
+            raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+        generator = torch.Generator()
+        if seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(int(seed))
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                image_list, _, features = self.preprocess(images)
+                if self.latent_dim == 0:
+                    detections = self._decode_plain(image_list, features)
+                    codes_per_image = 1
+                else:
+                    prior = self.prior_distribution(image_list, features)
+                    if mode == "prior_mean":
+                        codes = prior.mean[:, None]
+                    else:
+                        codes = prior.sample_codes(num_samples, generator)
+                    detections = self._decode_codes(image_list, features, codes)
+                    codes_per_image = codes.shape[1]
+            with torch.no_grad():
+                return self._to_predictions(detections, image_list, images, codes_per_image)
+        finally:
+            self.train(was_training)
+
+    def _decode_plain(self, image_list: ImageList, features: "OrderedDict[str, Tensor]") -> list[dict[str, Tensor]]:
+        proposals, _ = self.rpn(image_list, features)
+        detections, _ = self.roi_heads(features, proposals, image_list.image_sizes)
+        return detections
+
+    def _decode_codes(
+        self, image_list: ImageList, features: "OrderedDict[str, Tensor]", codes: Tensor
+    ) -> list[dict[str, Tensor]]:
+        """``codes [B, K, D]`` -> ``B*K`` detections (image-major), FPN work shared."""
+        shared = self.injection.shared(features)
+        biases = self.injection.code_bias(codes)
+        proposals = proposals_for_codes(self.rpn, image_list, shared, biases)
+        level_biases = OrderedDict(zip(LEVEL_NAMES, biases))
+        return detect_for_codes(self.roi_heads, shared, level_biases, proposals, image_list.image_sizes, codes.shape[1])
+
+    def decode_reference(self, images: list[Tensor], codes: Tensor) -> list[list[dict[str, Tensor]]]:
+        """The model by definition, without the shared-computation identities: for each code,
+        materialise ``F' = W_f F + b + W_z z`` and run torchvision's RPN and RoI heads on it.
+        ``codes [B, K, D]``. Slow; for verifying `sample` and for debugging."""
+        _check_images(images)
+        if self.latent_dim == 0:
+            raise ValueError("a model with latent_dim = 0 takes no codes")
+        if codes.dim() != 3 or codes.shape[0] != len(images) or codes.shape[2] != self.latent_dim:
+            raise ValueError(f"codes must be [{len(images)}, K, {self.latent_dim}], got {tuple(codes.shape)}")
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                image_list, _, features = self.preprocess(images)
+                per_code = []
+                for k in range(codes.shape[1]):
+                    injected = self.injection(features, codes[:, k].to(image_list.tensors.dtype))
+                    per_code.append(self._decode_plain(image_list, injected))
+                detections = [per_code[k][b] for b in range(len(images)) for k in range(codes.shape[1])]
+                return self._to_predictions(detections, image_list, images, codes.shape[1])
+        finally:
+            self.train(was_training)
+
+    def _to_predictions(
+        self,
+        detections: list[dict[str, Tensor]],
+        image_list: ImageList,
+        images: list[Tensor],
+        codes_per_image: int,
+    ) -> list[list[dict[str, Tensor]]]:
+        results = []
+        for index, image in enumerate(images):
+            original = (int(image.shape[1]), int(image.shape[2]))
+            chunk = detections[index * codes_per_image:(index + 1) * codes_per_image]
+            results.append([to_prediction(d, image_list.image_sizes[index], original) for d in chunk])
+        return results
