@@ -15,6 +15,9 @@ _LAZY_EXPORTS = {
     "CheckpointError": "checkpoint",
     "load_torchvision_maskrcnn_weights": "checkpoint",
     "WeightLoadReport": "checkpoint",
+    "generate_scene": "synthetic",
+    "make_dataset": "synthetic",
+    "AmbiguityRates": "synthetic",
 }
 
 
