@@ -1,0 +1,327 @@
+"""Evaluation reports of replayed or recorded predictions: report.json, report.md, PNG overlays.
+
+Per-frame rows are appended to ``frames.jsonl`` while the evaluation runs (so a run that stops
+on a damaged bag keeps every row it produced) and copied into ``report.json`` at the end; the
+aggregates are running sums, and only the few worst frames are kept in memory for pictures, so
+a report of any length is written in constant memory.
+"""
+from __future__ import annotations
+
+import heapq
+import json
+import math
+from array import array
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+FRAMES_FILE = "frames.jsonl"
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+
+
+@dataclass
+class FrameRecord:
+    """Metrics of one camera image of one synchronised pair."""
+
+    frame: int
+    camera: str
+    stamp_ns: int
+    num_predictions: int
+    latency_ms: float | None = None
+    has_ground_truth: bool = False
+    num_ground_truth: int = 0
+    mr_at_hp: float | None = None
+    ar_iog: float | None = None
+    map: float | None = None
+    double_pick_trials: int = 0
+    double_pick_hits: int = 0
+    double_pick_rate: float | None = None
+    predicted_area: int = 0
+    ground_truth_area: int = 0
+    pickable_area: float | None = None
+    grasp_found: bool = False
+    grasp_sealed_cups: int | None = None
+    grasp_total_cups: int | None = None
+    grasp_sealed_cups_on_truth: int | None = None
+    grasp_items_touched: int | None = None
+    grasp_double_pick: bool | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def badness(self) -> tuple:
+        """Sort key of how bad a frame is for a picking robot (largest = worst)."""
+        return (
+            bool(self.grasp_double_pick),
+            self.double_pick_rate or 0.0,
+            -(self.mr_at_hp if self.mr_at_hp is not None else 1.0),
+            -(self.pickable_area if self.pickable_area is not None else 1.0),
+        )
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return float(np.mean(values)) if len(values) else None
+
+
+@dataclass
+class ReportAccumulator:
+    """Running aggregates over frames (sums, counts, latencies)."""
+
+    images: int = 0
+    images_with_ground_truth: int = 0
+    double_pick_trials: int = 0
+    double_pick_hits: int = 0
+    predicted_area: int = 0
+    ground_truth_area: int = 0
+    grasps: int = 0
+    grasp_sealed_cups: int = 0
+    grasp_sealed_cups_on_truth: int = 0
+    grasp_double_picks: int = 0
+    grasps_scored: int = 0
+    _mr: array = field(default_factory=lambda: array("d"))
+    _ar: array = field(default_factory=lambda: array("d"))
+    _map: array = field(default_factory=lambda: array("d"))
+    _latency: dict[int, float] = field(default_factory=dict)
+    latencies: array = field(default_factory=lambda: array("d"))
+
+    def add(self, record: FrameRecord) -> None:
+        self.images += 1
+        if record.latency_ms is not None and record.frame not in self._latency:
+            # One latency per pair (both cameras share one pipeline call).
+            self.latencies.append(record.latency_ms)
+            self._latency[record.frame] = record.latency_ms
+            if len(self._latency) > 4:
+                self._latency.pop(next(iter(self._latency)))
+        if record.grasp_found:
+            self.grasps += 1
+            self.grasp_sealed_cups += int(record.grasp_sealed_cups or 0)
+        if not record.has_ground_truth:
+            return
+        self.images_with_ground_truth += 1
+        for values, value in ((self._mr, record.mr_at_hp), (self._ar, record.ar_iog), (self._map, record.map)):
+            if value is not None:
+                values.append(value)
+        self.double_pick_trials += record.double_pick_trials
+        self.double_pick_hits += record.double_pick_hits
+        self.predicted_area += record.predicted_area
+        self.ground_truth_area += record.ground_truth_area
+        if record.grasp_found and record.grasp_double_pick is not None:
+            self.grasps_scored += 1
+            self.grasp_sealed_cups_on_truth += int(record.grasp_sealed_cups_on_truth or 0)
+            self.grasp_double_picks += int(bool(record.grasp_double_pick))
+
+    def summary(self) -> dict[str, Any]:
+        latencies = np.asarray(self.latencies, dtype=np.float64)
+        return {
+            "images": self.images,
+            "images_with_ground_truth": self.images_with_ground_truth,
+            "mr_at_hp": _mean(self._mr),
+            "ar_iog": _mean(self._ar),
+            "map": _mean(self._map),
+            "double_pick_rate": self.double_pick_hits / self.double_pick_trials if self.double_pick_trials else None,
+            "double_pick_trials": self.double_pick_trials,
+            "double_pick_hits": self.double_pick_hits,
+            "pickable_area": self.predicted_area / self.ground_truth_area if self.ground_truth_area else None,
+            "grasps": self.grasps,
+            "mean_sealed_cups": self.grasp_sealed_cups / self.grasps if self.grasps else None,
+            "mean_sealed_cups_on_truth": (
+                self.grasp_sealed_cups_on_truth / self.grasps_scored if self.grasps_scored else None
+            ),
+            "grasp_double_picks": self.grasp_double_picks,
+            "grasp_double_pick_rate": self.grasp_double_picks / self.grasps_scored if self.grasps_scored else None,
+            "latency_ms": {
+                "pairs": int(latencies.size),
+                "mean": float(latencies.mean()) if latencies.size else None,
+                "p50": float(np.percentile(latencies, 50)) if latencies.size else None,
+                "p95": float(np.percentile(latencies, 95)) if latencies.size else None,
+                "max": float(latencies.max()) if latencies.size else None,
+            },
+        }
+
+
+@dataclass(order=True)
+class _Kept:
+    key: tuple
+    order: int
+    record: FrameRecord = field(compare=False)
+    picture: dict[str, Any] = field(compare=False)
+
+
+class WorstFrames:
+    """The ``limit`` worst frames seen so far, with what is needed to draw them."""
+
+    def __init__(self, limit: int = 4) -> None:
+        self.limit = limit
+        self._heap: list[_Kept] = []
+        self._order = 0
+
+    def would_keep(self, record: FrameRecord) -> bool:
+        if self.limit <= 0 or not record.has_ground_truth:
+            return False
+        return len(self._heap) < self.limit or record.badness() > self._heap[0].key
+
+    def offer(self, record: FrameRecord, picture: dict[str, Any]) -> None:
+        """``picture``: rgb [H, W, 3], pred_masks [N, H, W], truth_masks [G, H, W], grasp cups."""
+        if not self.would_keep(record):
+            return
+        self._order += 1
+        item = _Kept(record.badness(), -self._order, record, picture)
+        if len(self._heap) < self.limit:
+            heapq.heappush(self._heap, item)
+        else:
+            heapq.heapreplace(self._heap, item)
+
+    def worst_first(self) -> list[tuple[FrameRecord, dict[str, Any]]]:
+        return [(k.record, k.picture) for k in sorted(self._heap, reverse=True)]
+
+
+def draw_overlay(path: Path, record: FrameRecord, picture: dict[str, Any]) -> Path:
+    """PNG: image, predicted masks (colour), ground-truth outlines (white), chosen grasp cups."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Circle
+
+    rgb = np.asarray(picture["rgb"], dtype=np.float32) / 255.0
+    pred = np.asarray(picture["pred_masks"], dtype=bool)
+    truth = np.asarray(picture["truth_masks"], dtype=bool)
+    height, width = rgb.shape[:2]
+    overlay = rgb.copy()
+    colours = plt.get_cmap("tab10")
+    for index in range(pred.shape[0]):
+        colour = np.asarray(colours(index % 10)[:3], dtype=np.float32)
+        overlay[pred[index]] = 0.45 * overlay[pred[index]] + 0.55 * colour
+    figure, axis = plt.subplots(figsize=(width / 80 + 0.5, height / 80 + 0.9), dpi=100)
+    axis.imshow(overlay, interpolation="nearest")
+    for index in range(truth.shape[0]):
+        axis.contour(truth[index].astype(np.float32), levels=[0.5], colors="white", linewidths=0.8)
+    radius = float(picture.get("cup_radius", 0.0))
+    for (u, v), sealed in zip(picture.get("cups", []), picture.get("cup_sealed", [])):
+        axis.add_patch(Circle((u, v), radius, fill=False, linewidth=1.2, edgecolor="lime" if sealed else "red"))
+    parts = [f"{record.camera} frame {record.frame}"]
+    if record.double_pick_rate is not None:
+        parts.append(f"double-pick {100 * record.double_pick_rate:.1f}%")
+    if record.mr_at_hp is not None:
+        parts.append(f"MR@HP {record.mr_at_hp:.2f}")
+    if record.grasp_double_pick:
+        parts.append("GRASP DOUBLE PICK")
+    axis.set_title(" | ".join(parts), fontsize=8)
+    axis.set_axis_off()
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def _fmt(value: Any, percent: bool = False, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if percent:
+        return f"{100.0 * value:.2f} %"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    """The aggregate metrics as a Markdown table (also printed on the console)."""
+    latency = summary.get("latency_ms", {})
+    rows = [
+        ("images scored (with ground truth)", f"{summary['images']} ({summary['images_with_ground_truth']})"),
+        ("MR@HP (IoP)", _fmt(summary["mr_at_hp"])),
+        ("AR (IoG)", _fmt(summary["ar_iog"])),
+        ("mAP (IoU)", _fmt(summary["map"])),
+        ("simulated double-pick rate", _fmt(summary["double_pick_rate"], percent=True)),
+        ("pickable area fraction", _fmt(summary["pickable_area"])),
+        ("chosen grasps", _fmt(summary["grasps"])),
+        ("mean sealed cups (planned)", _fmt(summary["mean_sealed_cups"], digits=2)),
+        ("mean sealed cups (on ground truth)", _fmt(summary["mean_sealed_cups_on_truth"], digits=2)),
+        ("grasp double picks", f"{summary['grasp_double_picks']} ({_fmt(summary['grasp_double_pick_rate'], percent=True)})"),
+        ("latency per pair, mean / p95 [ms]", f"{_fmt(latency.get('mean'), digits=1)} / {_fmt(latency.get('p95'), digits=1)}"),
+    ]
+    lines = ["| metric | value |", "| --- | --- |"]
+    lines += [f"| {name} | {value} |" for name, value in rows]
+    return "\n".join(lines)
+
+
+class ReportWriter:
+    """Owns the output folder of one evaluation: rows as they come, the report at the end."""
+
+    def __init__(self, out_dir: str | Path, worst_limit: int = 4) -> None:
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.frames_path = self.out_dir / FRAMES_FILE
+        self._frames = self.frames_path.open("w", encoding="utf-8")
+        self.accumulator = ReportAccumulator()
+        self.worst = WorstFrames(worst_limit)
+
+    def add(self, record: FrameRecord, picture: dict[str, Any] | None = None) -> None:
+        self._frames.write(json.dumps(record.as_dict()) + "\n")
+        self._frames.flush()
+        self.accumulator.add(record)
+        if picture is not None:
+            self.worst.offer(record, picture)
+
+    def wants_picture(self, record: FrameRecord) -> bool:
+        return self.worst.would_keep(record)
+
+    def finish(self, header: dict[str, Any]) -> dict[str, Any]:
+        """Write report.json, report.md and the overlays; returns the report without its rows."""
+        self._frames.close()
+        pictures = []
+        for rank, (record, picture) in enumerate(self.worst.worst_first()):
+            name = f"worst_{rank + 1:02d}_{record.camera}_frame{record.frame:05d}.png"
+            pictures.append(str(draw_overlay(self.out_dir / name, record, picture)))
+        summary = self.accumulator.summary()
+        report = dict(header)
+        report["aggregate"] = summary
+        report["worst_frames"] = pictures
+        report["frames_file"] = str(self.frames_path)
+        self._write_json(report)
+        (self.out_dir / REPORT_MD).write_text(self._markdown(report), encoding="utf-8")
+        return report
+
+    def _write_json(self, report: dict[str, Any]) -> None:
+        # Rows are streamed from frames.jsonl into the "frames" list, never all held at once.
+        head = json.dumps(report, indent=2)
+        with (self.out_dir / REPORT_JSON).open("w", encoding="utf-8") as out:
+            out.write(head[:-2] + ',\n  "frames": [')
+            first = True
+            with self.frames_path.open(encoding="utf-8") as rows:
+                for line in rows:
+                    if not line.strip():
+                        continue
+                    out.write(("\n    " if first else ",\n    ") + line.strip())
+                    first = False
+            out.write("\n  ]\n}\n")
+
+    def _markdown(self, report: dict[str, Any]) -> str:
+        lines = [f"# {report.get('title', 'Evaluation report')}", ""]
+        for key in ("bag", "predictions", "ground_truth", "checkpoint", "model_id", "mode", "p", "num_samples"):
+            if report.get(key) is not None:
+                lines.append(f"- {key.replace('_', ' ')}: `{report[key]}`")
+        counts = report.get("counts", {})
+        for key, value in counts.items():
+            lines.append(f"- {key.replace('_', ' ')}: {json.dumps(value)}")
+        if report.get("stopped"):
+            stopped = report["stopped"]
+            lines += ["", f"**Stopped early at frame {stopped['frame']}:** {stopped['error']}"]
+        lines += ["", "## Aggregate", "", summary_table(report["aggregate"]), ""]
+        if report["worst_frames"]:
+            lines += ["## Worst frames", ""]
+            lines += [f"![{Path(p).stem}]({Path(p).name})" for p in report["worst_frames"]]
+            lines.append("")
+        lines.append(f"Per-frame metrics: `{REPORT_JSON}` (key `frames`) and `{FRAMES_FILE}`.")
+        return "\n".join(lines) + "\n"
+
+
+def read_frames(path: str | Path) -> Iterable[dict[str, Any]]:
+    """Rows of a frames.jsonl file, one at a time."""
+    with Path(path).open(encoding="utf-8") as rows:
+        for line in rows:
+            if line.strip():
+                yield json.loads(line)
