@@ -1,0 +1,340 @@
+"""One scorer for every evaluation: replayed predictions and bags recorded from the live nodes.
+
+Predictions arrive as ``ConfidenceMaskArray`` (and optionally ``GraspCandidateArray``) messages;
+they are decoded with the package's own readers and compared with the ground truth of the
+same camera and stamp. ``latent-seg replay`` builds the messages it writes and scores them
+through this same path, so a replay report and a ``latent-seg score`` report of the same
+predictions agree exactly.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from latent_segmentation_ros.report import FrameRecord
+from latent_segmentation_ros.results import CameraResult, GraspCandidate
+
+LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """Settings of the simulated picking metrics (paper Section V-D)."""
+
+    gripper_radius: float = 6.0
+    double_pick_trials: int = 500
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.gripper_radius > 0:
+            raise ValueError(f"gripper radius must be > 0 pixels, got {self.gripper_radius}")
+        if self.double_pick_trials < 1:
+            raise ValueError(f"double-pick trials must be >= 1, got {self.double_pick_trials}")
+
+
+def prediction_dict(result: CameraResult) -> dict[str, np.ndarray]:
+    """A :class:`CameraResult` as the prediction dict of ``latent_maskrcnn.metrics``."""
+    return {
+        "boxes": np.asarray(result.boxes, dtype=np.float32),
+        "labels": np.asarray(result.labels, dtype=np.int64),
+        "scores": np.asarray(result.scores, dtype=np.float32),
+        "masks": np.asarray(result.masks, dtype=bool),
+    }
+
+
+def truth_dict(masks: np.ndarray) -> dict[str, np.ndarray]:
+    """Ground-truth masks [G, H, W] as the ground-truth dict (one class: item = 1)."""
+    from latent_segmentation_ros.results import tight_boxes
+
+    masks = np.asarray(masks, dtype=bool)
+    return {
+        "boxes": tight_boxes(masks),
+        "labels": np.ones(masks.shape[0], dtype=np.int64),
+        "masks": masks,
+    }
+
+
+def grasp_against_truth(
+    grasp: GraspCandidate, cup_radius: float, truth_masks: np.ndarray
+) -> tuple[int, int, bool]:
+    """(cups sealed on one real item, real items touched, double pick) for a chosen grasp.
+
+    Only the cups the planner switches on (its sealed cups) lift anything. A cup seals on the
+    truth when its whole disk lies inside one ground-truth item; the grasp is a double pick
+    when its active cups touch two or more ground-truth items.
+    """
+    from latent_segmentation_ros.grasp_planner import cup_disks
+
+    truth_masks = np.asarray(truth_masks, dtype=bool)
+    active = np.asarray(grasp.cup_centers, dtype=np.float64).reshape(-1, 2)[np.asarray(grasp.cup_sealed, dtype=bool)]
+    if active.shape[0] == 0 or truth_masks.shape[0] == 0:
+        return 0, 0, False
+    disks = cup_disks(active, cup_radius, truth_masks.shape[1:])  # [C, H, W]
+    overlap = np.einsum("chw,ghw->cg", disks.astype(np.int32), truth_masks.astype(np.int32))
+    disk_area = disks.reshape(disks.shape[0], -1).sum(axis=1)
+    sealed = int(np.sum(np.any(overlap == disk_area[:, None], axis=1) & (disk_area > 0)))
+    touched = int(np.sum(np.any(overlap > 0, axis=0)))
+    return sealed, touched, touched >= 2
+
+
+class Scorer:
+    """Per-image metrics of decoded predictions against ground truth."""
+
+    def __init__(self, config: ScoringConfig | None = None) -> None:
+        self.config = config or ScoringConfig()
+
+    def score(
+        self,
+        *,
+        frame: int,
+        stamp_ns: int,
+        result: CameraResult,
+        truth_masks: np.ndarray | None,
+        grasps: Sequence[GraspCandidate] | None = None,
+        cup_radius: float | None = None,
+        latency_ms: float | None = None,
+    ) -> FrameRecord:
+        from latent_maskrcnn import metrics
+
+        record = FrameRecord(
+            frame=frame,
+            camera=result.camera,
+            stamp_ns=int(stamp_ns),
+            num_predictions=int(result.masks.shape[0]),
+            latency_ms=latency_ms,
+        )
+        chosen = grasps[0] if grasps else None
+        if chosen is not None:
+            record.grasp_found = True
+            record.grasp_sealed_cups = int(chosen.sealed_cups)
+            record.grasp_total_cups = int(chosen.total_cups)
+        if truth_masks is None:
+            return record
+        truth_masks = np.asarray(truth_masks, dtype=bool)
+        if truth_masks.shape[1:] != result.image_size:
+            raise ValueError(
+                f"{result.camera} stamp {stamp_ns}: ground truth is {truth_masks.shape[1:]} but the "
+                f"predictions are for a {result.image_size} image"
+            )
+        prediction, truth = prediction_dict(result), truth_dict(truth_masks)
+        record.has_ground_truth = True
+        record.num_ground_truth = int(truth_masks.shape[0])
+        record.mr_at_hp = float(metrics.max_recall_at_high_precision([prediction], [truth]))
+        record.ar_iog = float(metrics.average_recall_iog([prediction], [truth]))
+        record.map = float(metrics.mask_map([prediction], [truth]))
+        rng = np.random.default_rng([self.config.seed, int(stamp_ns) % 2**32])
+        hits, trials = metrics.simulate_double_picks(
+            [prediction["masks"]], [truth_masks], radius=self.config.gripper_radius,
+            num_circles=self.config.double_pick_trials, rng=rng,
+        )
+        record.double_pick_hits, record.double_pick_trials = int(hits), int(trials)
+        record.double_pick_rate = hits / trials if trials else None
+        record.predicted_area = int(prediction["masks"].any(axis=0).sum()) if len(prediction["masks"]) else 0
+        record.ground_truth_area = int(truth_masks.any(axis=0).sum()) if len(truth_masks) else 0
+        record.pickable_area = record.predicted_area / record.ground_truth_area if record.ground_truth_area else None
+        if chosen is not None:
+            radius = float(cup_radius) if cup_radius is not None else self.config.gripper_radius
+            sealed, touched, double = grasp_against_truth(chosen, radius, truth_masks)
+            record.grasp_sealed_cups_on_truth = sealed
+            record.grasp_items_touched = touched
+            record.grasp_double_pick = double
+        return record
+
+
+@dataclass
+class PendingPrediction:
+    frame: int
+    log_time_ns: int
+    result: CameraResult
+    stamp_ns: int
+    grasps: list[GraspCandidate] | None = None
+    cup_radius: float | None = None
+
+
+class PredictionMatcher:
+    """Pairs each ConfidenceMaskArray with the GraspCandidateArray of the same camera and stamp.
+
+    Recorded bags hold the grasp array after the mask array (the grasp node runs later);
+    a mask array whose grasps have not shown up within ``horizon_s`` of bag time is released
+    without grasps, so memory stays bounded.
+    """
+
+    def __init__(self, horizon_s: float = 5.0) -> None:
+        self.horizon_ns = int(horizon_s * 1e9)
+        self._pending: dict[tuple[str, int], PendingPrediction] = {}
+        self._early_grasps: dict[tuple[str, int], tuple[int, list[GraspCandidate], float]] = {}
+        self._frames = 0
+
+    def add_masks(self, log_time_ns: int, stamp_ns: int, result: CameraResult) -> Iterator[PendingPrediction]:
+        key = (result.camera, int(stamp_ns))
+        item = PendingPrediction(self._frames, log_time_ns, result, int(stamp_ns))
+        self._frames += 1
+        early = self._early_grasps.pop(key, None)
+        if early is not None:
+            _, item.grasps, item.cup_radius = early
+            yield item
+        else:
+            self._pending[key] = item
+        yield from self._release(log_time_ns)
+
+    def add_grasps(
+        self, log_time_ns: int, camera: str, stamp_ns: int, grasps: list[GraspCandidate], cup_radius: float
+    ) -> Iterator[PendingPrediction]:
+        key = (camera, int(stamp_ns))
+        item = self._pending.pop(key, None)
+        if item is None:
+            self._early_grasps[key] = (log_time_ns, grasps, cup_radius)
+        else:
+            item.grasps, item.cup_radius = grasps, cup_radius
+            yield item
+        yield from self._release(log_time_ns)
+
+    def flush(self) -> Iterator[PendingPrediction]:
+        items = sorted(self._pending.values(), key=lambda p: p.frame)
+        self._pending.clear()
+        self._early_grasps.clear()
+        yield from items
+
+    def _release(self, now_ns: int) -> Iterator[PendingPrediction]:
+        stale = [k for k, p in self._pending.items() if now_ns - p.log_time_ns > self.horizon_ns]
+        for key in sorted(stale, key=lambda k: self._pending[k].frame):
+            yield self._pending.pop(key)
+        for key in [k for k, g in self._early_grasps.items() if now_ns - g[0] > self.horizon_ns]:
+            del self._early_grasps[key]
+
+
+def find_prediction_topics(reader: Any) -> tuple[list[str], list[str]]:
+    """(ConfidenceMaskArray topics, GraspCandidateArray topics) of a bag; error if no masks."""
+    from latent_segmentation_ros.bag_io import BagError
+    from latent_segmentation_ros.messages import CONFIDENCE_MASK_ARRAY, GRASP_CANDIDATE_ARRAY
+
+    masks = [t.name for t in reader.topics.values() if t.msgtype == CONFIDENCE_MASK_ARRAY]
+    grasps = [t.name for t in reader.topics.values() if t.msgtype == GRASP_CANDIDATE_ARRAY]
+    if not masks:
+        raise BagError(
+            f"bag {reader.path} has no {CONFIDENCE_MASK_ARRAY} topic; topics in the bag: {reader.topic_list()}"
+        )
+    return masks, grasps
+
+
+def find_truth_topics(reader: Any) -> dict[str, str]:
+    """camera -> ``/<camera>/ground_truth`` topic of a bag; error if there is none."""
+    from latent_segmentation_ros.bag_io import BagError
+    from latent_segmentation_ros.synthetic_bag import camera_of_topic
+
+    found = {
+        camera_of_topic(t.name): t.name
+        for t in reader.topics.values()
+        if t.name.endswith("/ground_truth") and t.msgtype == "sensor_msgs/msg/Image" and t.name.count("/") >= 2
+    }
+    if not found:
+        raise BagError(
+            f"bag {reader.path} has no ground truth (sensor_msgs/msg/Image on /<camera>/ground_truth); "
+            f"topics in the bag: {reader.topic_list()}"
+        )
+    return found
+
+
+def score_bag(
+    predictions: str | Any,
+    ground_truth: str | Any,
+    out_dir: str | Any,
+    config: ScoringConfig | None = None,
+    worst_frames: int = 4,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Score every ConfidenceMaskArray of ``predictions`` against ``ground_truth``; write the report.
+
+    A damaged predictions bag stops the scoring with the report of what was scored before.
+    """
+    from pathlib import Path
+
+    from latent_segmentation_ros.bag_io import BagReader, BagReadError
+    from latent_segmentation_ros.ground_truth import GroundTruthStream
+    from latent_segmentation_ros.messages import (
+        CONFIDENCE_MASK_ARRAY,
+        confidence_mask_array_to_result,
+        get_typestore,
+        grasp_candidate_array_to_list,
+    )
+    from latent_segmentation_ros.report import ReportWriter
+
+    typestore = get_typestore()
+    scorer = Scorer(config)
+    matcher = PredictionMatcher()
+    per_camera: dict[str, int] = {}
+    undecodable = 0
+    stopped = None
+    with BagReader(predictions) as reader, BagReader(ground_truth) as truth_reader:
+        mask_topics, grasp_topics = find_prediction_topics(reader)
+        truth_topics = find_truth_topics(truth_reader)
+        truth_reader.close()
+        report = ReportWriter(Path(out_dir), worst_frames)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=sum(reader.topics[t].message_count for t in mask_topics), unit="array", desc="score", disable=None)
+        with GroundTruthStream(ground_truth, truth_topics, typestore) as truth:
+
+            def emit(item: PendingPrediction) -> None:
+                index = per_camera.get(item.result.camera, 0)
+                per_camera[item.result.camera] = index + 1
+                record = scorer.score(
+                    frame=index,
+                    stamp_ns=item.stamp_ns,
+                    result=item.result,
+                    truth_masks=truth.lookup(item.result.camera, item.stamp_ns),
+                    grasps=item.grasps,
+                    cup_radius=item.cup_radius,
+                    latency_ms=item.result.inference_time_ms,
+                )
+                report.add(record)
+                if bar is not None:
+                    bar.update(1)
+
+            try:
+                for raw in reader.messages(mask_topics + grasp_topics):
+                    try:
+                        message = typestore.deserialize_cdr(raw.data, raw.msgtype)
+                        stamp = int(message.header.stamp.sec) * 1_000_000_000 + int(message.header.stamp.nanosec)
+                        if raw.msgtype == CONFIDENCE_MASK_ARRAY:
+                            ready = matcher.add_masks(raw.log_time_ns, stamp, confidence_mask_array_to_result(message))
+                        else:
+                            ready = matcher.add_grasps(
+                                raw.log_time_ns, str(message.camera), stamp,
+                                grasp_candidate_array_to_list(message), float(message.cup_radius),
+                            )
+                        ready = list(ready)
+                    except (ValueError, KeyError, IndexError) as error:
+                        undecodable += 1
+                        LOGGER.warning("undecodable %s message on %s skipped: %s", raw.msgtype, raw.topic, error)
+                        continue
+                    for item in ready:
+                        emit(item)
+            except BagReadError as error:
+                stopped = {
+                    "frame": sum(per_camera.values()),
+                    "messages_read": error.messages_read,
+                    "last_log_time_ns": error.last_log_time_ns,
+                    "error": str(error),
+                }
+            for item in matcher.flush():
+                emit(item)
+            if bar is not None:
+                bar.close()
+        header = {
+            "title": "Score report",
+            "predictions": str(predictions),
+            "ground_truth": str(ground_truth),
+            "counts": {
+                "arrays_per_camera": per_camera,
+                "undecodable_messages": undecodable,
+                "cameras_with_ground_truth": sorted(truth_topics),
+            },
+            "stopped": stopped,
+        }
+        return report.finish(header)
