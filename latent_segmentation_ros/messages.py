@@ -9,8 +9,6 @@ objects (the nodes); readers turn either kind back into numpy records.
 from __future__ import annotations
 
 import array
-import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -18,9 +16,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from latent_segmentation_ros.image_conversion import message_to_numpy
+from latent_segmentation_ros.resources import PACKAGE, candidate_paths
 from latent_segmentation_ros.results import CameraResult, GraspCandidate, tight_boxes
 
-PACKAGE = "latent_segmentation_ros"
 MESSAGE_NAMES = ("ConfidenceMask", "ConfidenceMaskArray", "GraspCandidate", "GraspCandidateArray")
 CONFIDENCE_MASK = f"{PACKAGE}/msg/ConfidenceMask"
 CONFIDENCE_MASK_ARRAY = f"{PACKAGE}/msg/ConfidenceMaskArray"
@@ -36,20 +34,11 @@ def find_msg_dir() -> Path:
     folder of an install prefix: the one this module is installed under (colcon install or a
     pip install, which ships the files there), the AMENT_PREFIX_PATH entries, and sys.prefix.
     """
-    module_dir = Path(__file__).parent
-    candidates = [module_dir.resolve().parent / "msg", module_dir.parent / "msg"]
-    share = Path("share") / PACKAGE / "msg"
-    for base in (module_dir, module_dir.resolve()):
-        # <prefix>/lib/pythonX.Y/site-packages/latent_segmentation_ros
-        if len(base.parents) > 3:
-            candidates.append(base.parents[3] / share)
-    prefixes = [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
-    candidates += [Path(prefix) / share for prefix in prefixes]
-    candidates += [Path(sys.prefix) / share, Path(sys.base_prefix) / share]
+    candidates = candidate_paths("msg")
     for candidate in candidates:
         if all((candidate / f"{name}.msg").is_file() for name in MESSAGE_NAMES):
             return candidate
-    searched = ", ".join(str(c) for c in dict.fromkeys(candidates))
+    searched = ", ".join(str(c) for c in candidates)
     raise FileNotFoundError(f"the {PACKAGE} .msg files were not found; searched: {searched}")
 
 

@@ -27,7 +27,7 @@ class CameraResult:
     num_samples: int
     model_id: str = ""
     inference_time_ms: float = 0.0
-    class_names: list[str] = field(default_factory=list)
+    class_names: list[str] = field(default_factory=list)  # names of classes 1..C (no background)
 
     def __post_init__(self) -> None:
         if self.masks.ndim != 3:

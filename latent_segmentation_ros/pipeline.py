@@ -1,0 +1,332 @@
+"""From a synchronised camera pair to per-camera mask results, with the model loaded once.
+
+The network (backbone, prior, K decodings) is the expensive part; aggregation is cheap. So the
+pipeline runs the model once per frame on all cameras in one batch and keeps the K samples:
+a new ``p`` or a switch between confidence masks and Union-NMS re-aggregates the last frame at
+once (:meth:`PerceptionPipeline.refresh`) without running the network again.
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from latent_segmentation_ros.parameters import SEGMENTATION_PARAMETERS
+from latent_segmentation_ros.results import CameraResult, tight_boxes
+
+_SETTING_NAMES = ("p", "num_samples", "mode", "score_threshold", "min_mask_area", "seed")
+
+
+class CheckpointLoadError(ValueError):
+    """The checkpoint does not load; the message names the path and the cause."""
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """What the aggregation and the sampling use; validated by the node parameter rules."""
+
+    p: float = SEGMENTATION_PARAMETERS["p"].default
+    num_samples: int = SEGMENTATION_PARAMETERS["num_samples"].default
+    mode: str = SEGMENTATION_PARAMETERS["mode"].default
+    score_threshold: float = SEGMENTATION_PARAMETERS["score_threshold"].default
+    min_mask_area: int = SEGMENTATION_PARAMETERS["min_mask_area"].default
+    seed: int = SEGMENTATION_PARAMETERS["seed"].default
+
+    def __post_init__(self) -> None:
+        reasons = [SEGMENTATION_PARAMETERS[name].check(getattr(self, name)) for name in _SETTING_NAMES]
+        reasons = [r for r in reasons if r]
+        if reasons:
+            raise ValueError("; ".join(reasons))
+
+    @property
+    def network_mode(self) -> str:
+        """What the model is asked for: the prior mean, or K samples."""
+        return "prior_mean" if self.mode == "prior_mean" else "sample"
+
+    @property
+    def samples_drawn(self) -> int:
+        return 1 if self.mode == "prior_mean" else self.num_samples
+
+    def sampling_key(self) -> tuple:
+        """Settings that change the network output (anything else only re-aggregates)."""
+        return (self.network_mode, self.samples_drawn, self.seed)
+
+
+@dataclass
+class _Frame:
+    """The last processed frame: images, the model output and how it was drawn."""
+
+    images: list[np.ndarray]
+    cameras: list[str]
+    samples: list[list[dict]]
+    sampling_key: tuple
+    network_ms: float
+    prepared: dict[int, tuple[float, Any]]
+
+
+class PerceptionPipeline:
+    """Latent-MaskRCNN plus aggregation for a set of synchronised cameras.
+
+    ``model`` follows `latent_maskrcnn`'s contract: ``model.sample(images, num_samples, seed,
+    mode)`` returns per image a list of prediction dicts. ``aggregate`` defaults to
+    `latent_maskrcnn.aggregate.aggregate`. ``process`` and ``refresh`` may be called from one
+    worker thread while another thread changes settings.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        settings: PipelineSettings | None = None,
+        model_id: str = "",
+        class_names: Sequence[str] | None = None,
+        device: str = "cpu",
+        aggregate: Callable[..., dict] | None = None,
+    ) -> None:
+        self.model = model
+        self.model_id = model_id
+        config = getattr(model, "config", None)
+        names = class_names if class_names is not None else getattr(config, "class_names", None)
+        names = list(names or [])
+        # names of classes 1..C; latent_maskrcnn's configs list the background first
+        self.class_names = names[1:] if names[:1] == ["__background__"] else names
+        self.device = device
+        if aggregate is None:
+            from latent_maskrcnn.aggregate import aggregate as aggregate_samples
+
+            aggregate = aggregate_samples
+        self._aggregate = aggregate
+        self._settings = settings or PipelineSettings()
+        self._settings_lock = threading.Lock()
+        self._run_lock = threading.Lock()
+        self._frame: _Frame | None = None
+        self.network_calls = 0
+
+    # ----------------------------------------------------------------------- construction
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path | None = None, device: str = "auto", settings: PipelineSettings | None = None
+    ) -> "PerceptionPipeline":
+        """Load a `.safetensors` checkpoint (default: the bundled demo model).
+
+        Raises CheckpointLoadError naming the path and the cause (missing file, wrong format,
+        weights that do not fit the stored config, an unavailable device).
+        """
+        from latent_segmentation_ros.resources import default_checkpoint
+
+        if path is None or str(path) == "":
+            try:
+                path = default_checkpoint()
+            except FileNotFoundError as error:
+                raise CheckpointLoadError(f"no checkpoint given and the bundled demo model is missing: {error}") from None
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise CheckpointLoadError(f"cannot load checkpoint {path}: no such file")
+        try:
+            resolved = resolve_device(device)
+        except ValueError as error:
+            raise CheckpointLoadError(f"cannot load checkpoint {path}: {error}") from None
+        try:
+            from latent_maskrcnn.checkpoint import load_model
+
+            model = load_model(path, resolved)
+        except Exception as error:  # any failure to load is reported with the path and cause
+            raise CheckpointLoadError(f"cannot load checkpoint {path}: {type(error).__name__}: {error}") from error
+        return cls(model, settings=settings, model_id=checkpoint_id(path), device=resolved)
+
+    # ----------------------------------------------------------------------- settings
+    @property
+    def settings(self) -> PipelineSettings:
+        return self._settings
+
+    def update_settings(self, **changes: Any) -> PipelineSettings:
+        """Validate and apply; takes effect at the next :meth:`process` or :meth:`refresh`."""
+        unknown = sorted(set(changes) - set(_SETTING_NAMES))
+        if unknown:
+            raise ValueError(f"unknown pipeline settings: {', '.join(unknown)}")
+        with self._settings_lock:
+            self._settings = replace(self._settings, **changes)
+            return self._settings
+
+    def set_p(self, p: float) -> PipelineSettings:
+        return self.update_settings(p=p)
+
+    def set_mode(self, mode: str) -> PipelineSettings:
+        return self.update_settings(mode=mode)
+
+    def set_num_samples(self, num_samples: int) -> PipelineSettings:
+        return self.update_settings(num_samples=num_samples)
+
+    # ----------------------------------------------------------------------- processing
+    @property
+    def has_frame(self) -> bool:
+        return self._frame is not None
+
+    def needs_network(self) -> bool:
+        """Whether :meth:`refresh` would run the network (the sampling settings changed)."""
+        frame = self._frame
+        return frame is not None and frame.sampling_key != self._settings.sampling_key()
+
+    def process(self, images: Sequence[np.ndarray], cameras: Sequence[str]) -> list[CameraResult]:
+        """Run the model on the synchronised images (uint8 [H, W, 3] RGB, one per camera).
+
+        Raises ValueError for a wrong number of images, a non-RGB uint8 array, or cameras whose
+        images differ in size.
+        """
+        images, cameras = check_images(images, cameras)
+        with self._run_lock:
+            settings = self._settings
+            samples, network_ms = self._run_network(images, settings)
+            self._frame = _Frame(images, cameras, samples, settings.sampling_key(), network_ms, {})
+            return self._aggregate_frame(self._frame, settings, network_ms)
+
+    def refresh(self) -> list[CameraResult] | None:
+        """The last frame under the current settings (None before the first frame).
+
+        Re-aggregates the kept samples; runs the network again only when the sampling changed
+        (num_samples, seed, or a switch to or from prior_mean).
+        """
+        with self._run_lock:
+            frame = self._frame
+            if frame is None:
+                return None
+            settings = self._settings
+            if frame.sampling_key != settings.sampling_key():
+                samples, network_ms = self._run_network(frame.images, settings)
+                frame = _Frame(frame.images, frame.cameras, samples, settings.sampling_key(), network_ms, {})
+                self._frame = frame
+                return self._aggregate_frame(frame, settings, network_ms)
+            return self._aggregate_frame(frame, settings, 0.0)
+
+    def _run_network(self, images: list[np.ndarray], settings: PipelineSettings) -> tuple[list[list[dict]], float]:
+        import torch
+
+        start = time.perf_counter()
+        tensors = [
+            torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1).float().div_(255.0)
+            for image in images
+        ]
+        seed = None if settings.seed < 0 else settings.seed
+        samples = self.model.sample(
+            tensors, num_samples=settings.samples_drawn, seed=seed, mode=settings.network_mode
+        )
+        self.network_calls += 1
+        if len(samples) != len(images):
+            raise RuntimeError(f"the model returned {len(samples)} results for {len(images)} images")
+        return samples, (time.perf_counter() - start) * 1000.0
+
+    def _aggregate_frame(self, frame: _Frame, settings: PipelineSettings, network_ms: float) -> list[CameraResult]:
+        start = time.perf_counter()
+        outputs = [
+            self._aggregate_camera(frame, index, settings) for index in range(len(frame.cameras))
+        ]
+        elapsed_ms = network_ms + (time.perf_counter() - start) * 1000.0
+        results = []
+        for camera, output in zip(frame.cameras, outputs):
+            results.append(self._to_result(camera, output, settings, elapsed_ms, frame.images[0].shape[:2]))
+        return results
+
+    def _aggregate_camera(self, frame: _Frame, index: int, settings: PipelineSettings) -> dict:
+        samples = frame.samples[index]
+        if settings.mode == "prior_mean":
+            return self._aggregate(samples, "prior_mean", settings.p, settings.score_threshold)
+        prepared = self._prepared(frame, index, settings.score_threshold)
+        return self._aggregate(prepared, settings.mode, settings.p, settings.score_threshold)
+
+    def _prepared(self, frame: _Frame, index: int, score_threshold: float) -> Any:
+        """The camera's samples prepared for aggregation, kept for the next re-aggregation."""
+        try:
+            from latent_maskrcnn.aggregate import prepare_prediction_samples
+        except ImportError:
+            return frame.samples[index]
+        cached = frame.prepared.get(index)
+        if cached is None or cached[0] > score_threshold:
+            cached = (score_threshold, prepare_prediction_samples(frame.samples[index], score_threshold))
+            frame.prepared[index] = cached
+        return cached[1]
+
+    def _to_result(
+        self, camera: str, output: dict, settings: PipelineSettings, elapsed_ms: float, size: tuple[int, int]
+    ) -> CameraResult:
+        masks = _numpy(output["masks"]).astype(bool).reshape(-1, *size)
+        scores = _numpy(output["scores"]).astype(np.float32).reshape(-1)
+        labels = _numpy(output["labels"]).astype(np.int64).reshape(-1)
+        support = _numpy(output.get("support_counts", np.ones(len(scores)))).astype(np.int64).reshape(-1)
+        areas = masks.sum(axis=(1, 2))
+        keep = areas >= max(1, settings.min_mask_area)
+        order = np.argsort(-scores[keep], kind="stable")
+        masks = masks[keep][order]
+        return CameraResult(
+            camera=camera,
+            masks=masks,
+            scores=scores[keep][order],
+            labels=labels[keep][order],
+            boxes=tight_boxes(masks),
+            support_counts=support[keep][order],
+            mode=settings.mode,
+            p=float(settings.p),
+            num_samples=settings.samples_drawn,
+            model_id=self.model_id,
+            inference_time_ms=float(elapsed_ms),
+            class_names=self.class_names,
+        )
+
+
+def check_images(images: Sequence[np.ndarray], cameras: Sequence[str]) -> tuple[list[np.ndarray], list[str]]:
+    """The images as a list after the checks :meth:`PerceptionPipeline.process` promises."""
+    images, cameras = list(images), [str(c) for c in cameras]
+    if not images:
+        raise ValueError("no images given")
+    if len(images) != len(cameras):
+        raise ValueError(f"{len(images)} images for {len(cameras)} cameras ({', '.join(cameras)})")
+    if len(set(cameras)) != len(cameras):
+        raise ValueError(f"camera names must be unique, got {cameras}")
+    for camera, image in zip(cameras, images):
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            shape = getattr(image, "shape", None)
+            dtype = getattr(image, "dtype", type(image).__name__)
+            raise ValueError(f"camera {camera}: expected a uint8 [H, W, 3] RGB array, got {dtype} {shape}")
+        if image.shape[0] == 0 or image.shape[1] == 0:
+            raise ValueError(f"camera {camera}: the image is empty ({image.shape})")
+    sizes = {camera: image.shape[:2] for camera, image in zip(cameras, images)}
+    if len(set(sizes.values())) > 1:
+        listing = ", ".join(f"{c} {h}x{w}" for c, (h, w) in sizes.items())
+        raise ValueError(f"the cameras' images differ in size (height x width): {listing}")
+    return images, cameras
+
+
+def resolve_device(device: str) -> str:
+    """"auto" -> "cuda" when available else "cpu"; a CUDA device that is absent is an error."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return device
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but CUDA is not available")
+        index = int(device.split(":", 1)[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r} requested but only {torch.cuda.device_count()} CUDA devices exist")
+        return device
+    raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {device!r}")
+
+
+def checkpoint_id(path: str | Path) -> str:
+    """``<file stem>@<first 12 hex digits of the file's SHA-256>``: names the exact weights."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return f"{Path(path).stem}@{digest.hexdigest()[:12]}"
+
+
+def _numpy(value: Any) -> np.ndarray:
+    if hasattr(value, "detach"):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
