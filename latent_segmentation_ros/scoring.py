@@ -83,8 +83,10 @@ def grasp_against_truth(
 class Scorer:
     """Per-image metrics of decoded predictions against ground truth."""
 
-    def __init__(self, config: ScoringConfig | None = None) -> None:
+    def __init__(self, config: ScoringConfig | None = None, coco_metrics: bool = True) -> None:
         self.config = config or ScoringConfig()
+        # The p sweep needs only the picking metrics; COCO matching is the slow part.
+        self.coco_metrics = coco_metrics
 
     def score(
         self,
@@ -97,8 +99,6 @@ class Scorer:
         cup_radius: float | None = None,
         latency_ms: float | None = None,
     ) -> FrameRecord:
-        from latent_maskrcnn import metrics
-
         record = FrameRecord(
             frame=frame,
             camera=result.camera,
@@ -113,6 +113,8 @@ class Scorer:
             record.grasp_total_cups = int(chosen.total_cups)
         if truth_masks is None:
             return record
+        from latent_maskrcnn import metrics
+
         truth_masks = np.asarray(truth_masks, dtype=bool)
         if truth_masks.shape[1:] != result.image_size:
             raise ValueError(
@@ -122,9 +124,10 @@ class Scorer:
         prediction, truth = prediction_dict(result), truth_dict(truth_masks)
         record.has_ground_truth = True
         record.num_ground_truth = int(truth_masks.shape[0])
-        record.mr_at_hp = float(metrics.max_recall_at_high_precision([prediction], [truth]))
-        record.ar_iog = float(metrics.average_recall_iog([prediction], [truth]))
-        record.map = float(metrics.mask_map([prediction], [truth]))
+        if self.coco_metrics:
+            record.mr_at_hp = float(metrics.max_recall_at_high_precision([prediction], [truth]))
+            record.ar_iog = float(metrics.average_recall_iog([prediction], [truth]))
+            record.map = float(metrics.mask_map([prediction], [truth]))
         rng = np.random.default_rng([self.config.seed, int(stamp_ns) % 2**32])
         hits, trials = metrics.simulate_double_picks(
             [prediction["masks"]], [truth_masks], radius=self.config.gripper_radius,

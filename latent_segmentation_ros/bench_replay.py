@@ -1,0 +1,107 @@
+"""`latent-seg bench replay`: replay throughput and whether memory stays flat over a long bag.
+
+Makes a synthetic bag (default 2000 frames), replays it with the demo model and samples the
+resident memory at the start of the stream, after 10 % of the pairs, half way and at the end,
+plus the peak. A replay that holds the bag, the predictions or per-frame images would show
+memory growing with the number of frames; a streaming one stays flat after warm-up.
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+
+def current_rss_mb() -> float:
+    """Resident memory of this process now (Linux /proc; falls back to the peak elsewhere)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            pages = int(statm.read().split()[1])
+        return pages * resource.getpagesize() / 2**20
+    except (OSError, ValueError, IndexError):
+        return peak_rss_mb()
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--frames", type=int, default=2000, help="frames per camera in the bag (default 2000)")
+    parser.add_argument("--height", type=int, default=240, help="image height (default 240)")
+    parser.add_argument("--width", type=int, default=320, help="image width (default 320)")
+    parser.add_argument("--checkpoint", default=None, help="model checkpoint (default: the bundled demo model)")
+    parser.add_argument("--samples", type=int, default=None, help="samples K per image (default: the node's default)")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"], help="bag storage (default mcap)")
+    parser.add_argument("--seed", type=int, default=0, help="scene seed (default 0)")
+    parser.add_argument("--workdir", default=None, help="where to write the bag and the replay (default: a temp dir)")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from latent_segmentation_ros.replay import ReplayOptions, build_pair_processor, replay_bag
+    from latent_segmentation_ros.synthetic_bag import BagTiming, write_synthetic_bag
+
+    if args.frames < 10:
+        raise ValueError(f"bench replay needs at least 10 frames, got {args.frames}")
+    with tempfile.TemporaryDirectory(prefix="bench_replay_") as temporary:
+        workdir = Path(args.workdir) if args.workdir else Path(temporary)
+        workdir.mkdir(parents=True, exist_ok=True)
+        bag = workdir / "bench_bag"
+        start = time.perf_counter()
+        summary = write_synthetic_bag(
+            bag, args.frames, args.seed, storage=args.storage, height=args.height, width=args.width,
+            timing=BagTiming(drop_probability=0.0),
+        )
+        make_seconds = time.perf_counter() - start
+
+        setup = build_pair_processor(
+            checkpoint=args.checkpoint, samples=args.samples, device=args.device
+        )
+        samples: dict[str, float] = {}
+        marks = {1: "rss_mb_first_pair", max(2, args.frames // 10): "rss_mb_10_percent",
+                 max(3, args.frames // 2): "rss_mb_50_percent"}
+        done = {"pairs": 0}
+
+        def measured(images):
+            outcome = setup.process_pair(images)
+            done["pairs"] += 1
+            if done["pairs"] in marks:
+                samples[marks[done["pairs"]]] = current_rss_mb()
+            return outcome
+
+        samples["rss_mb_before_stream"] = current_rss_mb()
+        start = time.perf_counter()
+        replay = replay_bag(
+            ReplayOptions(bag=bag, out_dir=workdir / "replay", progress=False),
+            measured,
+            setup.cup_radius,
+            setup.header_info,
+        )
+        replay_seconds = time.perf_counter() - start
+        samples["rss_mb_end"] = current_rss_mb()
+        pairs = replay.report["counts"]["pairs"]
+        latency = replay.report["aggregate"]["latency_ms"]
+        growth = samples["rss_mb_end"] - samples.get("rss_mb_10_percent", samples["rss_mb_end"])
+        return {
+            "frames_per_camera": args.frames,
+            "image_size": [args.height, args.width],
+            "storage": args.storage,
+            "device": args.device,
+            "model_id": setup.header_info.get("model_id"),
+            "num_samples": setup.header_info.get("num_samples"),
+            "bag_bytes": sum(p.stat().st_size for p in bag.iterdir()),
+            "make_bag_frames_per_second": summary.frames / make_seconds,
+            "pairs_replayed": pairs,
+            "replay_pairs_per_second": pairs / replay_seconds if replay_seconds > 0 else None,
+            "replay_images_per_second": 2 * pairs / replay_seconds if replay_seconds > 0 else None,
+            "pipeline_latency_ms_mean": latency["mean"],
+            "pipeline_latency_ms_p95": latency["p95"],
+            **{key: round(value, 1) for key, value in samples.items()},
+            "rss_growth_mb_10_percent_to_end": round(growth, 1),
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+            "memory_flat": bool(growth < 50.0),
+        }

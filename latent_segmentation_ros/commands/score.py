@@ -1,0 +1,35 @@
+"""`latent-seg score`: the replay report for any bag of ConfidenceMaskArray messages."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "score a bag of ConfidenceMaskArray messages (replay output or live recording) against ground truth"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--predictions", required=True, help="bag with ConfidenceMaskArray (and GraspCandidateArray) topics")
+    parser.add_argument("--ground-truth", required=True, help="bag with /<camera>/ground_truth mono16 label images")
+    parser.add_argument("--out", required=True, help="folder for report.json, report.md and the overlays")
+    parser.add_argument("--gripper-radius", type=float, default=6.0, help="simulated gripper radius in pixels (default 6)")
+    parser.add_argument("--double-pick-trials", type=int, default=500, help="simulated picks per image (default 500)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from latent_segmentation_ros.bag_io import BagError
+    from latent_segmentation_ros.report import summary_table
+    from latent_segmentation_ros.scoring import ScoringConfig, score_bag
+
+    try:
+        config = ScoringConfig(gripper_radius=args.gripper_radius, double_pick_trials=args.double_pick_trials)
+        report = score_bag(args.predictions, args.ground_truth, args.out, config)
+    except (BagError, ValueError) as error:
+        print(f"score: {error}", file=sys.stderr)
+        return 2
+    print(summary_table(report["aggregate"]))
+    print(f"report: {args.out}/report.md")
+    if report.get("stopped"):
+        print(f"score: stopped early: {report['stopped']['error']}", file=sys.stderr)
+        return 3
+    return 0

@@ -1,0 +1,51 @@
+"""`latent-seg sweep-p`: choose p on a recorded bag (double-pick rate against pickable area)."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "sweep p over a bag: double-pick rate vs pickable area (Fig. 5) and the smallest p meeting a target"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from latent_segmentation_ros.commands.replay import add_pipeline_arguments
+
+    add_pipeline_arguments(parser, with_mode=False)
+    parser.add_argument("--ps", type=float, nargs="+", default=None,
+                        help="values of p to evaluate (default 0.1 0.2 ... 1.0)")
+    parser.add_argument("--target-double-pick", type=float, default=0.01,
+                        help="double-pick rate to meet, as a fraction (default 0.01: the warehouse tolerance)")
+    parser.add_argument("--no-prior-mean", action="store_true",
+                        help="skip the prior-mean point (saves one network pass per frame)")
+    parser.add_argument("--max-pairs", type=int, default=None, help="stop after this many synchronised pairs")
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from latent_segmentation_ros.bag_io import BagError
+    from latent_segmentation_ros.commands.replay import sync_policy
+    from latent_segmentation_ros.replay import build_pair_processor
+    from latent_segmentation_ros.sweep import DEFAULT_PS, SweepOptions, recommendation, sweep_p, sweep_table
+    from latent_segmentation_ros.synthetic_bag import camera_of_topic
+
+    try:
+        options = SweepOptions(
+            bag=args.bag, out_dir=args.out, ps=args.ps or DEFAULT_PS, target_double_pick=args.target_double_pick,
+            include_prior_mean=not args.no_prior_mean, image_topics=tuple(args.topics), sync=sync_policy(args),
+            progress=not args.no_progress, max_pairs=args.max_pairs,
+        )
+        setup = build_pair_processor(
+            args.checkpoint, samples=args.samples, score_threshold=args.score_threshold, device=args.device,
+            cameras=[camera_of_topic(topic) for topic in args.topics],
+        )
+        result = sweep_p(options, setup)
+    except (BagError, ValueError) as error:
+        print(f"sweep-p: {error}", file=sys.stderr)
+        return 2
+    print(sweep_table(result))
+    print(recommendation(result))
+    print(f"plot: {result['plot']}")
+    if result.get("stopped"):
+        print(f"sweep-p: stopped early at frame {result['stopped']['frame']}: {result['stopped']['error']}", file=sys.stderr)
+        return 3
+    return 0

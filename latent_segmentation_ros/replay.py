@@ -1,0 +1,369 @@
+"""Offline replay of a two-camera bag through the node's own pipeline.
+
+Frames are read from the bag one at a time in log-time order, paired with the node's
+approximate-time policy (:mod:`camera_sync`), converted with the node's image conversion, run
+through :class:`PerceptionPipeline` and :class:`SuctionGraspPlanner`, and written to
+``DIR/output`` as ``ConfidenceMaskArray`` (``/<camera>/confidence_masks``) and
+``GraspCandidateArray`` (``/grasp_candidates``) messages stamped like their source images.
+The written messages are decoded again and scored by :class:`Scorer` (the same path as
+``latent-seg score`` on any recorded bag). Nothing grows with the length of the bag.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from latent_segmentation_ros.bag_io import BagError, BagReader, BagReadError, BagWriter
+from latent_segmentation_ros.camera_sync import ApproximateTimePairer, SyncPolicy
+from latent_segmentation_ros.ground_truth import GroundTruthStream, ground_truth_topics, stamp_ns_of
+from latent_segmentation_ros.report import FrameRecord, ReportWriter
+from latent_segmentation_ros.results import CameraResult, GraspCandidate
+from latent_segmentation_ros.scoring import Scorer, ScoringConfig
+from latent_segmentation_ros.synthetic_bag import CAMERAS, camera_of_topic, image_topic
+
+LOGGER = logging.getLogger(__name__)
+
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+GRASP_TOPIC = "/grasp_candidates"
+OUTPUT_BAG = "output"
+
+
+def confidence_topic(camera: str) -> str:
+    return f"/{camera}/confidence_masks"
+
+
+@dataclass
+class Frame:
+    """One decoded camera image waiting for its partner."""
+
+    camera: str
+    header: Any
+    rgb: np.ndarray
+    log_time_ns: int
+
+    @property
+    def stamp_ns(self) -> int:
+        return stamp_ns_of(self.header)
+
+
+@dataclass
+class PairOutcome:
+    """What processing one synchronised pair produced (per camera, in camera order)."""
+
+    results: list[CameraResult]
+    grasps: list[list[GraspCandidate]]
+    latency_ms: float
+
+
+# (left rgb, right rgb) -> per-camera results and grasps; the replay of the pipeline.
+PairProcessor = Callable[[Sequence[np.ndarray]], PairOutcome]
+
+
+@dataclass
+class ReplayOptions:
+    bag: Path
+    out_dir: Path
+    image_topics: tuple[str, ...] = tuple(image_topic(camera) for camera in CAMERAS)
+    sync: SyncPolicy = field(default_factory=SyncPolicy)
+    output_storage: str = "mcap"
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    worst_frames: int = 4
+    progress: bool = True
+    max_pairs: int | None = None
+
+    def __post_init__(self) -> None:
+        self.bag = Path(self.bag)
+        self.out_dir = Path(self.out_dir)
+        if len(self.image_topics) != 2:
+            raise ValueError(f"replay pairs exactly two camera topics, got {list(self.image_topics)}")
+        cameras = [camera_of_topic(topic) for topic in self.image_topics]
+        if len(set(cameras)) != 2:
+            raise ValueError(f"the two camera topics must lie in different namespaces, got {list(self.image_topics)}")
+
+    @property
+    def cameras(self) -> list[str]:
+        return [camera_of_topic(topic) for topic in self.image_topics]
+
+
+@dataclass
+class ReplaySummary:
+    report: dict[str, Any]
+    output_bag: Path
+    stopped: dict[str, Any] | None
+
+    @property
+    def exit_code(self) -> int:
+        return 3 if self.stopped else 0
+
+
+class _Progress:
+    def __init__(self, enabled: bool, total: int) -> None:
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="pair", desc="replay", disable=None)
+
+    def update(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class PairStream:
+    """The synchronised camera pairs of a bag, decoded, one at a time.
+
+    Frames in unsupported encodings (or malformed) are counted in ``skipped`` and left out; a
+    damaged bag ends the stream and ``stopped`` says where.
+    """
+
+    def __init__(self, reader: BagReader, typestore: Any, image_topics: Sequence[str], sync: SyncPolicy) -> None:
+        self.reader = reader
+        self.typestore = typestore
+        self.image_topics = list(image_topics)
+        self.cameras = [camera_of_topic(topic) for topic in self.image_topics]
+        self.pairer: ApproximateTimePairer[Frame] = ApproximateTimePairer(sync, num_streams=len(self.image_topics))
+        self.skipped: Counter[str] = Counter()
+        self.stopped: dict[str, Any] | None = None
+        self.pairs = 0
+        reader.require_topics(self.image_topics, msgtype=IMAGE_TYPE)
+
+    @property
+    def expected_pairs(self) -> int:
+        return min(self.reader.topics[topic].message_count for topic in self.image_topics)
+
+    def __iter__(self):
+        from latent_segmentation_ros.image_conversion import message_to_rgb
+
+        topic_index = {topic: index for index, topic in enumerate(self.image_topics)}
+        try:
+            for raw in self.reader.messages(self.image_topics):
+                index = topic_index[raw.topic]
+                message = self.typestore.deserialize_cdr(raw.data, raw.msgtype)
+                try:
+                    rgb = message_to_rgb(message)
+                except ValueError as error:
+                    reason = "unsupported_encoding" if "unsupported image encoding" in str(error) else "malformed_image"
+                    self.skipped[f"{self.cameras[index]}:{reason}:{message.encoding}"] += 1
+                    LOGGER.warning("skipped %s frame: %s", self.cameras[index], error)
+                    continue
+                frame = Frame(self.cameras[index], message.header, rgb, raw.log_time_ns)
+                pair = self.pairer.add(index, frame.stamp_ns, frame)
+                if pair is not None:
+                    yield pair, raw.log_time_ns
+                    self.pairs += 1
+        except BagReadError as error:
+            self.stopped = {
+                "frame": self.pairs,
+                "messages_read": error.messages_read,
+                "last_log_time_ns": error.last_log_time_ns,
+                "error": str(error),
+            }
+            LOGGER.error("stopped at frame %d: %s", self.pairs, error)
+
+    def counts(self) -> dict[str, Any]:
+        return {"pairs": self.pairs, "skipped_frames": dict(self.skipped), "pairing": self.pairer.summary()}
+
+
+def replay_bag(
+    options: ReplayOptions,
+    process_pair: PairProcessor,
+    cup_radius: float,
+    header_info: dict[str, Any] | None = None,
+) -> ReplaySummary:
+    """Replay ``options.bag``; writes DIR/output, DIR/report.{json,md}, overlays. A bag damaged
+    part-way does not raise: the report keeps what was evaluated and says where it stopped."""
+    from latent_segmentation_ros.messages import (
+        CONFIDENCE_MASK_ARRAY,
+        GRASP_CANDIDATE_ARRAY,
+        build_confidence_mask_array,
+        build_grasp_candidate_array,
+        confidence_mask_array_to_result,
+        get_typestore,
+        grasp_candidate_array_to_list,
+        rosbags_factory,
+    )
+
+    output_bag = options.out_dir / OUTPUT_BAG
+    if output_bag.exists():
+        raise BagError(f"{output_bag} exists already; choose another --out or remove it")
+    typestore = get_typestore()
+    factory = rosbags_factory(typestore)
+    scorer = Scorer(options.scoring)
+    failed_pairs = 0
+    with BagReader(options.bag) as reader:
+        stream = PairStream(reader, typestore, options.image_topics, options.sync)
+        truth_topics = ground_truth_topics(reader, dict(zip(stream.cameras, options.image_topics)))
+        options.out_dir.mkdir(parents=True, exist_ok=True)
+        report = ReportWriter(options.out_dir, options.worst_frames)
+        total = stream.expected_pairs if options.max_pairs is None else min(stream.expected_pairs, options.max_pairs)
+        progress = _Progress(options.progress, total)
+        try:
+            with BagWriter(output_bag, typestore, storage=options.output_storage) as writer, GroundTruthStream(
+                options.bag, truth_topics, typestore
+            ) as truth:
+                writer.set_custom_data("source_bag", str(options.bag))
+                for camera in stream.cameras:
+                    writer.add_topic(confidence_topic(camera), CONFIDENCE_MASK_ARRAY)
+                writer.add_topic(GRASP_TOPIC, GRASP_CANDIDATE_ARRAY)
+                for frame_index, (pair, log_time_ns) in enumerate(stream):
+                    try:
+                        outcome = process_pair([frame.rgb for frame in pair])
+                    except ValueError as error:
+                        failed_pairs += 1
+                        LOGGER.warning("pair at %d ns not processed: %s", pair[0].stamp_ns, error)
+                        continue
+                    for frame, result, grasps in zip(pair, outcome.results, outcome.grasps):
+                        masks_message = build_confidence_mask_array(result, frame.header, factory)
+                        grasp_message = build_grasp_candidate_array(grasps, frame.header, frame.camera, cup_radius, factory)
+                        writer.write(confidence_topic(frame.camera), log_time_ns, masks_message)
+                        writer.write(GRASP_TOPIC, log_time_ns, grasp_message)
+                        # Score what was written, decoded as any consumer of the bag would.
+                        decoded = confidence_mask_array_to_result(masks_message)
+                        decoded_grasps = grasp_candidate_array_to_list(grasp_message)
+                        truth_masks = truth.lookup(frame.camera, frame.stamp_ns)
+                        record = scorer.score(
+                            frame=frame_index,
+                            stamp_ns=frame.stamp_ns,
+                            result=decoded,
+                            truth_masks=truth_masks,
+                            grasps=decoded_grasps,
+                            cup_radius=cup_radius,
+                            latency_ms=decoded.inference_time_ms,
+                        )
+                        picture = None
+                        if truth_masks is not None and report.wants_picture(record):
+                            picture = _picture(frame.rgb, decoded, truth_masks, decoded_grasps, cup_radius)
+                        report.add(record, picture)
+                    progress.update()
+                    if options.max_pairs is not None and frame_index + 1 >= options.max_pairs:
+                        break
+                truth_error, truth_unreadable = truth.error, truth.unreadable
+        finally:
+            progress.close()
+        counts = stream.counts()
+        counts.update(
+            failed_pairs=failed_pairs,
+            cameras_with_ground_truth=sorted(truth_topics),
+            unreadable_ground_truth=truth_unreadable,
+        )
+        header = {
+            "title": "Replay report",
+            "bag": str(options.bag),
+            "output_bag": str(output_bag),
+            **(header_info or {}),
+            "sync": {"slop_s": options.sync.slop, "queue_size": options.sync.queue_size},
+            "counts": counts,
+            "stopped": stream.stopped,
+        }
+        if truth_error and not stream.stopped:
+            header["ground_truth_error"] = truth_error
+        final = report.finish(header)
+    return ReplaySummary(final, output_bag, stream.stopped)
+
+
+def _picture(
+    rgb: np.ndarray, result: CameraResult, truth_masks: np.ndarray, grasps: list[GraspCandidate], cup_radius: float
+) -> dict[str, Any]:
+    chosen = grasps[0] if grasps else None
+    return {
+        "rgb": rgb,
+        "pred_masks": result.masks,
+        "truth_masks": truth_masks,
+        "cups": [] if chosen is None else np.asarray(chosen.cup_centers).tolist(),
+        "cup_sealed": [] if chosen is None else np.asarray(chosen.cup_sealed).tolist(),
+        "cup_radius": cup_radius,
+    }
+
+
+def timed(call: Callable[[], Any]) -> tuple[Any, float]:
+    """Result of ``call()`` and its wall-clock time in milliseconds."""
+    start = time.perf_counter()
+    value = call()
+    return value, (time.perf_counter() - start) * 1000.0
+
+
+@dataclass
+class PairSetup:
+    """The node's pipeline and grasp planner, ready to process camera pairs."""
+
+    pipeline: Any
+    planner: Any
+    cameras: list[str]
+    cup_radius: float
+    header_info: dict[str, Any]
+
+    def outcome(self, results: list[CameraResult]) -> PairOutcome:
+        grasps = [self.planner.plan_result(result) for result in results]
+        latency = max((result.inference_time_ms for result in results), default=0.0)
+        return PairOutcome(results, grasps, latency)
+
+    def process_pair(self, images: Sequence[np.ndarray]) -> PairOutcome:
+        return self.outcome(self.pipeline.process(images, self.cameras))
+
+
+def build_planner(overrides: dict[str, Any] | None = None) -> Any:
+    """The grasp node's planner from its parameters (defaults unless overridden)."""
+    from latent_segmentation_ros.grasp_planner import SuctionCupLayout, SuctionGraspPlanner
+    from latent_segmentation_ros.parameters import GRASP_PARAMETERS, ParameterSet
+
+    values = ParameterSet(GRASP_PARAMETERS, overrides or {})
+    layout = SuctionCupLayout.grid(values["cup_rows"], values["cup_cols"], values["cup_spacing"], values["cup_radius"])
+    return SuctionGraspPlanner(
+        layout,
+        angles=np.deg2rad(values["angles_deg"]).tolist(),
+        candidates_per_mask=values["candidates_per_mask"],
+        min_sealed_cups=values["min_sealed_cups"],
+        max_candidates=values["max_candidates"],
+    )
+
+
+def build_pair_processor(
+    checkpoint: str | Path | None = None,
+    *,
+    mode: str | None = None,
+    p: float | None = None,
+    samples: int | None = None,
+    score_threshold: float | None = None,
+    min_mask_area: int | None = None,
+    device: str = "cpu",
+    cameras: Sequence[str] = CAMERAS,
+    grasp_overrides: dict[str, Any] | None = None,
+) -> PairSetup:
+    """Load the checkpoint (default: the bundled demo model) into the node's pipeline.
+
+    Unset settings take the node's parameter defaults. Raises ValueError (CheckpointLoadError)
+    naming the checkpoint and the cause, e.g. when the demo model has not been trained yet.
+    """
+    from latent_segmentation_ros.pipeline import PerceptionPipeline, PipelineSettings
+
+    changes = {
+        name: value
+        for name, value in (
+            ("mode", mode), ("p", p), ("num_samples", samples),
+            ("score_threshold", score_threshold), ("min_mask_area", min_mask_area),
+        )
+        if value is not None
+    }
+    settings = PipelineSettings(**changes)
+    pipeline = PerceptionPipeline.from_checkpoint(checkpoint, device=device, settings=settings)
+    planner = build_planner(grasp_overrides)
+    header = {
+        "checkpoint": str(checkpoint) if checkpoint else "bundled demo model",
+        "model_id": pipeline.model_id,
+        "mode": settings.mode,
+        "p": settings.p,
+        "num_samples": settings.samples_drawn,
+        "score_threshold": settings.score_threshold,
+        "device": pipeline.device,
+    }
+    return PairSetup(pipeline, planner, list(cameras), float(planner.layout.cup_radius), header)
