@@ -24,6 +24,7 @@ setup(
         "numpy>=1.24",
         "pycocotools>=2.0.7",
         "rosbags>=0.10",
+        "mcap>=1.1",
         "safetensors>=0.4",
         "tqdm>=4.60",
         "matplotlib>=3.7",
