@@ -207,7 +207,7 @@ class PerceptionPipeline:
 
         start = time.perf_counter()
         tensors = [
-            torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1).float().div_(255.0)
+            torch.from_numpy(np.require(image, requirements=["C", "W"])).to(self.device).permute(2, 0, 1).float().div_(255.0)
             for image in images
         ]
         seed = None if settings.seed < 0 else settings.seed

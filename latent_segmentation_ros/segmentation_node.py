@@ -1,0 +1,112 @@
+"""The two-camera segmentation node (rclpy wiring only; the behaviour is SegmentationCore's).
+
+Subscribes to the camera topics with the sensor-data QoS (overridable), pairs the images with
+message_filters' ApproximateTimeSynchronizer, hands the newest pair to a worker thread that owns
+the model, and publishes one ConfidenceMaskArray per camera on ``<camera>/confidence_masks``
+(plus ``<camera>/segmentation_overlay`` when enabled). ``ros2 param set`` of p, mode or
+num_samples takes effect at once and re-publishes the last frame.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import message_filters
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.qos_overriding_options import QoSOverridingOptions
+from sensor_msgs.msg import Image
+
+from latent_segmentation_ros.base_node import ParameterizedNode, StartupError, rclpy_factory, run_node
+from latent_segmentation_ros.msg import ConfidenceMaskArray
+from latent_segmentation_ros.node_support import DROP_ERROR
+from latent_segmentation_ros.parameters import SEGMENTATION_PARAMETERS
+from latent_segmentation_ros.pipeline import CheckpointLoadError, PerceptionPipeline, PipelineSettings
+from latent_segmentation_ros.segmentation_core import PIPELINE_SETTINGS, FrameOutput, FrameWorker, Outcome, SegmentationCore
+
+NODE_NAME = "latent_segmentation"
+WARNING_PERIOD_S = 5.0
+
+
+class SegmentationNode(ParameterizedNode):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, SEGMENTATION_PARAMETERS, **kwargs)
+        values = self.parameter_set
+        settings = PipelineSettings(**{name: values[name] for name in PIPELINE_SETTINGS})
+        try:
+            pipeline = PerceptionPipeline.from_checkpoint(values["checkpoint"] or None, values["device"], settings)
+        except CheckpointLoadError as error:
+            raise StartupError(str(error)) from None
+        self.get_logger().info(f"model {pipeline.model_id} on {pipeline.device}")
+        self.core = SegmentationCore(pipeline, rclpy_factory(), values, self.stats)
+        self.worker = FrameWorker(self.core, self._publish, self._report_drop)
+
+        overrides = QoSOverridingOptions.with_default_policies()
+        self._mask_publishers = {}
+        self._overlay_publishers = {}
+        for camera in self.core.cameras:
+            self._mask_publishers[camera] = self.create_publisher(
+                ConfidenceMaskArray, f"{camera}/confidence_masks", QoSProfile(depth=10),
+                qos_overriding_options=overrides,
+            )
+            self._overlay_publishers[camera] = self.create_publisher(
+                Image, f"{camera}/segmentation_overlay", QoSProfile(depth=2),
+                qos_overriding_options=overrides,
+            )
+        # message_filters.Subscriber passes keyword arguments on to create_subscription
+        self._image_subscribers = [
+            message_filters.Subscriber(
+                self, Image, topic, qos_profile=qos_profile_sensor_data, qos_overriding_options=overrides
+            )
+            for topic in values["camera_topics"]
+        ]
+        self._synchronizer = message_filters.ApproximateTimeSynchronizer(
+            self._image_subscribers, values["queue_size"], values["sync_slop"]
+        )
+        self._synchronizer.registerCallback(self._on_pair)
+        self.watch_parameters(self._on_parameters)
+        self.start_diagnostics("segmentation")
+        self.worker.start()
+        self.get_logger().info(
+            f"segmenting {', '.join(values['camera_topics'])} with mode={values['mode']} p={values['p']} "
+            f"num_samples={values['num_samples']}"
+        )
+
+    def _on_pair(self, *images: Image) -> None:
+        # runs under the synchroniser's lock: only hand the pair over
+        self.worker.submit(*images)
+
+    def _on_parameters(self, changes: dict) -> Any:
+        decision = self.core.on_parameters(changes)
+        if decision.accepted and decision.changed:
+            self.get_logger().info(f"parameters applied: {decision.changed}")
+        if decision.refresh:
+            self.worker.request_refresh()
+        return decision
+
+    def _publish(self, output: FrameOutput) -> None:
+        for camera, message in output.mask_arrays:
+            self._mask_publishers[camera].publish(message)
+        for camera, message in output.overlays:
+            self._overlay_publishers[camera].publish(message)
+
+    def _report_drop(self, outcome: Outcome) -> None:
+        if outcome.drop_reason == DROP_ERROR:
+            self.get_logger().error(
+                f"frame dropped, processing failed: {outcome.detail}", throttle_duration_sec=WARNING_PERIOD_S
+            )
+        else:
+            self.get_logger().warning(
+                f"frame dropped ({outcome.drop_reason}): {outcome.detail}", throttle_duration_sec=WARNING_PERIOD_S
+            )
+
+    def destroy_node(self) -> None:
+        self.worker.stop()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(SegmentationNode, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
