@@ -9,9 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+import logging
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import yaml
+
+LOGGER = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from rosbags.interfaces import Qos
@@ -135,16 +138,23 @@ class BagReader:
         if not self.path.exists():
             raise BagError(f"bag path does not exist: {self.path}")
         self.storage = _storage_of(self.path)
+        self._reader = None
+        self._recovery: _TruncatedMcap | None = None
+        self.topics: dict[str, TopicSummary] = {}
         try:
             self._reader = Reader(self.path)
             self._reader.open()
-        except BagError:
-            raise
         except Exception as error:  # rosbags, apsw and OS errors all mean an unusable bag
+            self._reader = None
+            if self.storage == "mcap" and _TruncatedMcap.applies(error):
+                # A recording cut short (no summary or footer): its intact chunks are readable.
+                self._recovery = _TruncatedMcap(self.path, str(error))
+                self.topics = self._recovery.topics
+                LOGGER.warning("bag %s is truncated (%s); reading its intact part", self.path, error)
+                return
             raise BagError(
                 f"bag {self.path} ({self.storage}) cannot be opened, it is truncated or corrupt: {error}"
             ) from error
-        self.topics: dict[str, TopicSummary] = {}
         for connection in self._reader.connections:
             known = self.topics.get(connection.topic)
             count = connection.msgcount + (known.message_count if known else 0)
@@ -163,7 +173,14 @@ class BagReader:
             self._reader.close()
 
     @property
+    def truncated(self) -> bool:
+        """Whether the bag is a truncated MCAP read up to where its data ends."""
+        return self._recovery is not None
+
+    @property
     def message_count(self) -> int:
+        if self._reader is None:
+            return sum(topic.message_count for topic in self.topics.values())
         return int(self._reader.message_count)
 
     def topic_list(self) -> str:
@@ -194,6 +211,9 @@ class BagReader:
         ``BagReadError`` telling how many messages were read before it.
         """
         wanted = None if topics is None else set(topics)
+        if self._recovery is not None:
+            yield from self._recovery.messages(wanted)
+            return
         connections = [c for c in self._reader.connections if wanted is None or c.topic in wanted]
         if not connections:
             return
@@ -216,6 +236,98 @@ class BagReader:
             count += 1
             last_time = log_time
             yield RawMessage(connection.topic, connection.msgtype, log_time, data)
+
+
+class _TruncatedMcap:
+    """Sequential reading of MCAP files that lack their summary and footer (a recorder that was
+    killed), with the `mcap` library's stream reader: every complete chunk is read, then the
+    stream ends with BagReadError where the data stops. Messages come in the order written.
+    """
+
+    MARKERS = ("end magic", "footer", "summary", "truncated", "seems to be empty")
+
+    @classmethod
+    def applies(cls, error: Exception) -> bool:
+        text = str(error).lower()
+        return any(marker in text for marker in cls.MARKERS)
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        if path.is_dir():
+            metadata = yaml.safe_load((path / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+            self.files = [path / Path(name).name for name in metadata["relative_file_paths"]]
+            self.topics = {
+                entry["topic_metadata"]["name"]: TopicSummary(
+                    entry["topic_metadata"]["name"], entry["topic_metadata"]["type"], int(entry["message_count"])
+                )
+                for entry in metadata["topics_with_message_count"]
+            }
+        else:
+            self.files = [path]
+            self.topics = self._scan_topics()
+
+    def _records(self) -> Iterator[Any]:
+        from mcap.stream_reader import StreamReader
+
+        for file in self.files:
+            with file.open("rb") as handle:
+                yield from StreamReader(handle, skip_magic=False).records
+
+    def _scan_topics(self) -> dict[str, TopicSummary]:
+        from mcap.records import Channel, Message, Schema
+
+        schemas: dict[int, str] = {}
+        channels: dict[int, tuple[str, str]] = {}
+        counts: dict[int, int] = {}
+        try:
+            for record in self._records():
+                if isinstance(record, Schema):
+                    schemas[record.id] = record.name
+                elif isinstance(record, Channel):
+                    channels[record.id] = (record.topic, schemas.get(record.schema_id, ""))
+                elif isinstance(record, Message):
+                    counts[record.channel_id] = counts.get(record.channel_id, 0) + 1
+        except Exception:  # the end of the intact data; what was read is what there is
+            pass
+        return {topic: TopicSummary(topic, msgtype, counts.get(cid, 0)) for cid, (topic, msgtype) in channels.items()}
+
+    def messages(self, wanted: set[str] | None) -> Iterator[RawMessage]:
+        from mcap.records import Channel, Message, Schema
+
+        schemas: dict[int, str] = {}
+        channels: dict[int, tuple[str, str]] = {}
+        count = 0
+        last_time: int | None = None
+        records = self._records()
+        while True:
+            try:
+                record = next(records)
+            except StopIteration:
+                break
+            except Exception as error:  # mcap EndOfFile / McapError where the data stops
+                raise BagReadError(
+                    f"bag {self.path} (mcap) is truncated or corrupt: reading stopped after {count} messages "
+                    f"where the data ends ({type(error).__name__}: {error or 'end of file'})",
+                    count,
+                    last_time,
+                ) from error
+            if isinstance(record, Schema):
+                schemas[record.id] = record.name
+            elif isinstance(record, Channel):
+                channels[record.id] = (record.topic, schemas.get(record.schema_id, ""))
+            elif isinstance(record, Message) and record.channel_id in channels:
+                topic, msgtype = channels[record.channel_id]
+                if wanted is None or topic in wanted:
+                    count += 1
+                    last_time = record.log_time
+                    yield RawMessage(topic, msgtype or self.topics[topic].msgtype, record.log_time, record.data)
+        raise BagReadError(
+            f"bag {self.path} (mcap) is truncated: it has no summary or footer ({self.reason}); "
+            f"read {count} messages up to its end",
+            count,
+            last_time,
+        )
 
 
 def list_topics(path: str | Path) -> dict[str, TopicSummary]:

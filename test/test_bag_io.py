@@ -113,15 +113,33 @@ def test_missing_topic_lists_the_topics_present(tmp_path):
             reader.require_topics(["/a/image_raw"], msgtype="std_msgs/msg/String")
 
 
-@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
-def test_truncated_bag_is_refused_clearly(tmp_path, storage):
-    bag = write_bag(tmp_path / "bag", storage)
+def test_truncated_sqlite3_bag_is_refused_clearly(tmp_path):
+    bag = write_bag(tmp_path / "bag", "sqlite3")
     data = storage_file(bag)
     with data.open("r+b") as handle:
         handle.truncate(data.stat().st_size // 2)
-    with pytest.raises(BagError, match="truncated or corrupt"):
-        with BagReader(bag) as reader:
-            list(reader.messages())
+    with pytest.raises(BagError, match="cannot be opened, it is truncated or corrupt"):
+        BagReader(bag)
+
+
+@pytest.mark.parametrize("single_file", [False, True])
+def test_truncated_mcap_bag_yields_its_intact_chunks_then_stops(tmp_path, single_file):
+    # 120 frames of 96x96 RGB per topic: several 1 MiB chunks, then cut the file at 60 %.
+    bag = write_bag(tmp_path / "bag", "mcap", count=120, size=96)
+    data = storage_file(bag)
+    with data.open("r+b") as handle:
+        handle.truncate(int(data.stat().st_size * 0.6))
+    with BagReader(data if single_file else bag) as reader:
+        assert reader.truncated
+        assert sorted(reader.topics) == ["/a/image_raw", "/b/image_raw"]
+        read = []
+        with pytest.raises(BagReadError, match="truncated") as info:
+            for raw in reader.messages(["/a/image_raw"]):
+                message = TYPESTORE.deserialize_cdr(raw.data, raw.msgtype)
+                read.append(message.header.stamp.sec)
+    assert 0 < len(read) < 120 and read == list(range(len(read)))
+    assert info.value.messages_read == len(read)
+    assert info.value.last_log_time_ns == (len(read) - 1) * 10**9
 
 
 def test_corruption_part_way_stops_with_the_count_read(tmp_path):
