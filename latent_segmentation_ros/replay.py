@@ -122,8 +122,8 @@ class _Progress:
 class PairStream:
     """The synchronised camera pairs of a bag, decoded, one at a time.
 
-    Frames in unsupported encodings (or malformed) are counted in ``skipped`` and left out; a
-    damaged bag ends the stream and ``stopped`` says where.
+    A frame in an unsupported encoding (or malformed) is counted in ``skipped`` and its pair is
+    dropped, as the node drops it; a damaged bag ends the stream and ``stopped`` says where.
     """
 
     def __init__(self, reader: BagReader, typestore: Any, image_topics: Sequence[str], sync: SyncPolicy) -> None:
@@ -131,8 +131,9 @@ class PairStream:
         self.typestore = typestore
         self.image_topics = list(image_topics)
         self.cameras = [camera_of_topic(topic) for topic in self.image_topics]
-        self.pairer: ApproximateTimePairer[Frame] = ApproximateTimePairer(sync, num_streams=len(self.image_topics))
+        self.pairer: ApproximateTimePairer[tuple[Any, int]] = ApproximateTimePairer(sync, num_streams=len(self.image_topics))
         self.skipped: Counter[str] = Counter()
+        self.dropped_pairs = 0
         self.stopped: dict[str, Any] | None = None
         self.pairs = 0
         reader.require_topics(self.image_topics, msgtype=IMAGE_TYPE)
@@ -149,18 +150,23 @@ class PairStream:
             for raw in self.reader.messages(self.image_topics):
                 index = topic_index[raw.topic]
                 message = self.typestore.deserialize_cdr(raw.data, raw.msgtype)
-                try:
-                    rgb = message_to_rgb(message)
-                except ValueError as error:
-                    reason = "unsupported_encoding" if "unsupported image encoding" in str(error) else "malformed_image"
-                    self.skipped[f"{self.cameras[index]}:{reason}:{message.encoding}"] += 1
-                    LOGGER.warning("skipped %s frame: %s", self.cameras[index], error)
+                # Like the node: pair the messages first, convert the pair afterwards.
+                pair = self.pairer.add(index, stamp_ns_of(message.header), (message, raw.log_time_ns))
+                if pair is None:
                     continue
-                frame = Frame(self.cameras[index], message.header, rgb, raw.log_time_ns)
-                pair = self.pairer.add(index, frame.stamp_ns, frame)
-                if pair is not None:
-                    yield pair, raw.log_time_ns
-                    self.pairs += 1
+                frames = []
+                for camera, (paired, log_time) in zip(self.cameras, pair):
+                    try:
+                        frames.append(Frame(camera, paired.header, message_to_rgb(paired), log_time))
+                    except ValueError as error:
+                        reason = "unsupported_encoding" if "unsupported image encoding" in str(error) else "malformed_image"
+                        self.skipped[f"{camera}:{reason}:{paired.encoding}"] += 1
+                        LOGGER.warning("pair dropped, %s frame unusable: %s", camera, error)
+                if len(frames) != len(pair):
+                    self.dropped_pairs += 1
+                    continue
+                yield tuple(frames), raw.log_time_ns
+                self.pairs += 1
         except BagReadError as error:
             self.stopped = {
                 "frame": self.pairs,
@@ -171,7 +177,12 @@ class PairStream:
             LOGGER.error("stopped at frame %d: %s", self.pairs, error)
 
     def counts(self) -> dict[str, Any]:
-        return {"pairs": self.pairs, "skipped_frames": dict(self.skipped), "pairing": self.pairer.summary()}
+        return {
+            "pairs": self.pairs,
+            "skipped_frames": dict(self.skipped),
+            "dropped_pairs": self.dropped_pairs,
+            "pairing": self.pairer.summary(),
+        }
 
 
 def replay_bag(
@@ -313,18 +324,10 @@ class PairSetup:
 
 def build_planner(overrides: dict[str, Any] | None = None) -> Any:
     """The grasp node's planner from its parameters (defaults unless overridden)."""
-    from latent_segmentation_ros.grasp_planner import SuctionCupLayout, SuctionGraspPlanner
+    from latent_segmentation_ros.grasp_core import planner_from_parameters
     from latent_segmentation_ros.parameters import GRASP_PARAMETERS, ParameterSet
 
-    values = ParameterSet(GRASP_PARAMETERS, overrides or {})
-    layout = SuctionCupLayout.grid(values["cup_rows"], values["cup_cols"], values["cup_spacing"], values["cup_radius"])
-    return SuctionGraspPlanner(
-        layout,
-        angles=np.deg2rad(values["angles_deg"]).tolist(),
-        candidates_per_mask=values["candidates_per_mask"],
-        min_sealed_cups=values["min_sealed_cups"],
-        max_candidates=values["max_candidates"],
-    )
+    return planner_from_parameters(ParameterSet(GRASP_PARAMETERS, overrides or {}).values)
 
 
 def build_pair_processor(
