@@ -116,7 +116,7 @@ SEGMENTATION_PARAMETERS = _specs(
     ParameterSpec("p", 0.9, "double", "Confidence requirement: masks lie inside one item with probability >= p", 0.0, 1.0, exclusive_minimum=True),
     ParameterSpec("num_samples", 8, "integer", "Samples K drawn from the model per image", 1, 64),
     ParameterSpec("mode", "confidence_mask", "string", "How samples are aggregated", choices=MODES),
-    ParameterSpec("score_threshold", 0.5, "double", "Detections at or below this score are ignored when aggregating", 0.0, 1.0),
+    ParameterSpec("score_threshold", 0.1, "double", "Detections at or below this score are ignored when aggregating (the paper's tau)", 0.0, 1.0),
     ParameterSpec("min_mask_area", 64, "integer", "Masks with fewer pixels are not published", 0, 100_000_000),
     ParameterSpec("seed", 0, "integer", "Seed of the latent codes (same codes every frame); -1: fresh codes each frame", -1, 2**31 - 1),
     ParameterSpec("publish_overlay", True, "bool", "Publish <camera>/segmentation_overlay images for RViz"),
