@@ -76,7 +76,10 @@ class ParameterizedNode(Node):
     def __init__(self, name: str, specs: Mapping[str, ParameterSpec], **kwargs: Any) -> None:
         super().__init__(name, **kwargs)
         for spec in specs.values():
-            self.declare_parameter(spec.name, spec.default, descriptor_for(spec))
+            try:
+                self.declare_parameter(spec.name, spec.default, descriptor_for(spec))
+            except Exception as error:  # an override of the wrong type or out of range
+                raise StartupError(f"invalid parameter {spec.name}: {error}") from None
         declared = {spec.name: self.get_parameter(spec.name).value for spec in specs.values()}
         try:
             self.parameter_set = ParameterSet(specs, declared)

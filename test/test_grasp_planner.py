@@ -105,7 +105,6 @@ def test_cups_past_the_image_border_do_not_seal():
 
 
 def test_rotation_fits_a_diagonal_item():
-    shape = (120, 120)
     yy, xx = np.mgrid[:120, :120]
     band = np.abs((yy - 60) - (xx - 60)) <= 9  # a diagonal strip 18 px wide
     masks = band[None]
