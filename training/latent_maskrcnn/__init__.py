@@ -18,6 +18,15 @@ _LAZY_EXPORTS = {
     "generate_scene": "synthetic",
     "make_dataset": "synthetic",
     "AmbiguityRates": "synthetic",
+    "CocoInstanceDataset": "data",
+    "DatasetError": "data",
+    "build_augmentations": "data",
+    "collate": "data",
+    "train": "training",
+    "TrainResult": "training",
+    "TrainConfig": "training_config",
+    "ConfigError": "training_config",
+    "load_config": "training_config",
 }
 
 
