@@ -10,6 +10,7 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from diagnostic_updater import Updater
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.executors import ExternalShutdownException
+from rclpy.logging import get_logger
 from rclpy.node import Node
 from sensor_msgs.msg import Image, RegionOfInterest
 from std_msgs.msg import Header
@@ -124,7 +125,7 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
         node = factory()
         rclpy.spin(node)
     except StartupError as error:
-        rclpy.logging.get_logger("latent_segmentation_ros").fatal(f"refusing to start: {error}")
+        get_logger("latent_segmentation_ros").fatal(f"refusing to start: {error}")
         return 1
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

@@ -82,8 +82,8 @@ class ParameterSpec:
         if self.choices:
             parts.append("one of: " + ", ".join(self.choices))
         if self.minimum is not None or self.maximum is not None:
-            low = "" if self.minimum is None else f"{self.minimum:g} {'<' if self.exclusive_minimum else '<='} "
-            high = "" if self.maximum is None else f" <= {self.maximum:g}"
+            low = "" if self.minimum is None else f"{_number(self.minimum)} {'<' if self.exclusive_minimum else '<='} "
+            high = "" if self.maximum is None else f" <= {_number(self.maximum)}"
             parts.append(f"{low}value{high}")
         if self.read_only:
             parts.append("read-only: set at start (launch file or YAML)")
@@ -215,6 +215,11 @@ class ParameterSet:
                     f"({merged['cup_radius']:g})"
                 )
         return reasons
+
+
+def _number(value: float) -> str:
+    """Integral bounds without exponent notation (100000000, not 1e+08)."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def _plain(value: Any) -> Any:

@@ -162,3 +162,11 @@ def test_config_has_every_parameter_with_its_default_and_a_comment():
         match = re.match(r"^    ([a-z_]+):", line)
         if match:
             assert lines[index - 1].strip().startswith("#"), f"{match.group(1)} has no comment"
+
+
+def test_readme_documents_every_parameter_and_launch_argument():
+    readme = (ROOT / "README.md").read_text()
+    for name in {**SEGMENTATION_PARAMETERS, **GRASP_PARAMETERS}:
+        assert f"| `{name}` |" in readme, f"README lacks parameter {name}"
+    for name in launch_arguments():
+        assert f"`{name}`" in readme, f"README lacks launch argument {name}"
