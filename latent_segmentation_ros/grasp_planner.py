@@ -129,14 +129,43 @@ class SuctionGraspPlanner:
         if len(scores) != count or len(mask_ids) != count:
             raise ValueError(f"{count} masks need {count} scores and ids, got {len(scores)} and {len(mask_ids)}")
         coverage = masks.sum(axis=0, dtype=np.int32)
+        # contact zones: pixels where a cup centre would touch the mask (a mask pixel within the
+        # cup radius), computed per mask on its box grown by the radius, counted over all masks
+        zones = [self._contact_zone(mask) if mask.any() else None for mask in masks]
+        touched = np.zeros(masks.shape[1:], dtype=np.int32)
+        for zone in zones:
+            if zone is not None:
+                (y0, y1, x0, x1), near = zone
+                touched[y0:y1, x0:x1] += near
         candidates: list[GraspCandidate] = []
         for index in range(count):
-            if masks[index].any():
-                candidates += self._plan_one(masks[index], coverage, float(scores[index]), int(mask_ids[index]))
+            if zones[index] is not None:
+                candidates += self._plan_one(
+                    masks[index], coverage, touched, zones[index], float(scores[index]), int(mask_ids[index])
+                )
         candidates.sort(key=lambda c: (-c.sealed_cups, -c.score, c.mask_id))
         return candidates[: self.max_candidates] if self.max_candidates else candidates
 
-    def _plan_one(self, mask: np.ndarray, coverage: np.ndarray, score: float, mask_id: int) -> list[GraspCandidate]:
+    def _contact_zone(self, mask: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray]:
+        """(box, bool crop): cup centres within the cup radius of a pixel of ``mask``."""
+        height, width = mask.shape
+        rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+        grow = int(np.ceil(self.layout.cup_radius)) + 1
+        y0, y1 = max(rows[0] - grow, 0), min(rows[-1] + 1 + grow, height)
+        x0, x1 = max(cols[0] - grow, 0), min(cols[-1] + 1 + grow, width)
+        # every mask pixel lies inside the crop, so distances to the nearest one are exact there
+        near = ndimage.distance_transform_edt(~mask[y0:y1, x0:x1]) <= self.layout.cup_radius
+        return (y0, y1, x0, x1), near
+
+    def _plan_one(
+        self,
+        mask: np.ndarray,
+        coverage: np.ndarray,
+        touched: np.ndarray,
+        zone: tuple[tuple[int, int, int, int], np.ndarray],
+        score: float,
+        mask_id: int,
+    ) -> list[GraspCandidate]:
         height, width = mask.shape
         rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
         radius = self.layout.cup_radius
@@ -148,14 +177,19 @@ class SuctionGraspPlanner:
         others = (coverage[y0:y1, x0:x1] - own_window.astype(np.int32)) > 0
         own = own_window & ~others
 
-        # a cup centred at c lies inside `own` iff every pixel within `radius` of c does; pixels
-        # outside the image count as outside the mask (zero padding)
-        depth = ndimage.distance_transform_edt(np.pad(own, 1))[1:-1, 1:-1]
+        # a cup centred at c lies inside `own` iff every pixel within `radius` of c does, i.e. the
+        # distance to the nearest pixel outside `own` exceeds the radius. `own` is empty outside
+        # the mask's box, so the distances are exact when computed on the box padded by one
+        # empty pixel (which also makes pixels outside the image count as outside the mask).
+        depth = np.zeros(own.shape, dtype=np.float64)
+        by0, by1, bx0, bx1 = rows[0] - y0, rows[-1] + 1 - y0, cols[0] - x0, cols[-1] + 1 - x0
+        depth[by0:by1, bx0:bx1] = ndimage.distance_transform_edt(np.pad(own[by0:by1, bx0:bx1], 1))[1:-1, 1:-1]
         fits = depth > radius
-        if others.any():
-            clear = ndimage.distance_transform_edt(np.pad(~others, 1, constant_values=True))[1:-1, 1:-1] > radius
-        else:
-            clear = np.ones_like(own)
+        # a cup centred at c touches no other mask iff c lies in no other mask's contact zone
+        (zy0, zy1, zx0, zx1), near = zone
+        own_zone = np.zeros(own.shape, dtype=np.int32)
+        own_zone[zy0 - y0 : zy1 - y0, zx0 - x0 : zx1 - x0] = near
+        clear = (touched[y0:y1, x0:x1] - own_zone) == 0
         shape = own.shape
         # lexicographic key: sealed cups first, then how deep the sealed cups sit inside the mask
         depth_weight = 1.0 + self.layout.num_cups * float(depth.max())
