@@ -149,6 +149,8 @@ def test_a_published_pair_yields_two_arrays_with_the_source_stamps(node):
             assert (array.image_height, array.image_width) == (64, 80)
 
         # a new p re-publishes the last frame at once, without running the network again
+        drain_until = time.monotonic() + 3.0  # let pairs still in flight be processed first
+        spin_until(executor, lambda: time.monotonic() > drain_until, timeout=5.0)
         calls = node.core.pipeline.network_calls
         counts = {c: len(camera.received[c]) for c in CAMERAS}
         (result,) = node.set_parameters([Parameter("p", value=1.0)])
