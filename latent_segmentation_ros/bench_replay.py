@@ -38,6 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"], help="bag storage (default mcap)")
     parser.add_argument("--seed", type=int, default=0, help="scene seed (default 0)")
+    parser.add_argument("--mode", default=None, choices=["confidence_mask", "union_nms", "prior_mean"],
+                        help="aggregation mode (default: the node's)")
+    parser.add_argument("--without-ground-truth", action="store_true",
+                        help="bag without ground truth: replay throughput without the scoring")
     parser.add_argument("--workdir", default=None, help="where to write the bag and the replay (default: a temp dir)")
 
 
@@ -54,13 +58,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         start = time.perf_counter()
         summary = write_synthetic_bag(
             bag, args.frames, args.seed, storage=args.storage, height=args.height, width=args.width,
-            timing=BagTiming(drop_probability=0.0),
+            timing=BagTiming(drop_probability=0.0), ground_truth=not args.without_ground_truth,
         )
         make_seconds = time.perf_counter() - start
 
-        setup = build_pair_processor(
-            checkpoint=args.checkpoint, samples=args.samples, device=args.device
-        )
+        setup = build_pair_processor(args.checkpoint, mode=args.mode, samples=args.samples, device=args.device)
         samples: dict[str, float] = {}
         marks = {1: "rss_mb_first_pair", max(2, args.frames // 10): "rss_mb_10_percent",
                  max(3, args.frames // 2): "rss_mb_50_percent"}
@@ -90,6 +92,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "frames_per_camera": args.frames,
             "image_size": [args.height, args.width],
             "storage": args.storage,
+            "ground_truth": not args.without_ground_truth,
             "device": args.device,
             "model_id": setup.header_info.get("model_id"),
             "num_samples": setup.header_info.get("num_samples"),

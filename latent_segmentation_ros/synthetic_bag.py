@@ -191,6 +191,7 @@ def write_synthetic_bag(
     cameras: Sequence[str] = CAMERAS,
     renderer: SceneRenderer | None = None,
     progress: Callable[[int], None] | None = None,
+    ground_truth: bool = True,
 ) -> SyntheticBagSummary:
     """Write a bag of ``frames`` synthetic scenes; returns what was written (and dropped)."""
     from latent_segmentation_ros.messages import get_typestore, numpy_to_image_message, rosbags_factory
@@ -214,7 +215,8 @@ def write_synthetic_bag(
         writer.set_custom_data("rate_hz", str(timing.rate_hz))
         for camera in cameras:
             writer.add_topic(image_topic(camera), IMAGE_TYPE, make_qos(depth=5))
-            writer.add_topic(ground_truth_topic(camera), IMAGE_TYPE, make_qos(depth=5))
+            if ground_truth:
+                writer.add_topic(ground_truth_topic(camera), IMAGE_TYPE, make_qos(depth=5))
         for frame, shots in enumerate(frame_schedule(frames, timing, timing_rng, cameras)):
             views = renderer(np.random.default_rng([seed, 1, frame]), height, width, len(cameras))
             outgoing = []
@@ -224,10 +226,11 @@ def write_synthetic_bag(
                     continue
                 header = factory.make_header(shot.stamp_ns // 10**9, shot.stamp_ns % 10**9, optical_frame(shot.camera))
                 image = numpy_to_image_message(rgb, "rgb8", header, factory)
-                truth = numpy_to_image_message(masks_to_label_image(masks), "mono16", header, factory)
                 outgoing.append((shot.log_time_ns, image_topic(shot.camera), image))
-                # The ground truth is logged just after its image.
-                outgoing.append((shot.log_time_ns + 1000, ground_truth_topic(shot.camera), truth))
+                if ground_truth:
+                    truth = numpy_to_image_message(masks_to_label_image(masks), "mono16", header, factory)
+                    # The ground truth is logged just after its image.
+                    outgoing.append((shot.log_time_ns + 1000, ground_truth_topic(shot.camera), truth))
                 counts[shot.camera] += 1
                 first = shot.stamp_ns if first is None else min(first, shot.stamp_ns)
                 last = shot.stamp_ns if last is None else max(last, shot.stamp_ns)
