@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 
+HELP = "replay throughput (pairs/s) with the demo model and resident memory over a long bag (flat?)"
+
+
 def current_rss_mb() -> float:
     """Resident memory of this process now (Linux /proc; falls back to the peak elsewhere)."""
     try:
@@ -42,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="aggregation mode (default: the node's)")
     parser.add_argument("--without-ground-truth", action="store_true",
                         help="bag without ground truth: replay throughput without the scoring")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--workdir", default=None, help="where to write the bag and the replay (default: a temp dir)")
 
 
