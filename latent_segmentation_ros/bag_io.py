@@ -382,13 +382,14 @@ class BagWriter:
         self._types[topic] = msgtype
         self.counts[topic] = 0
 
-    def write(self, topic: str, log_time_ns: int, message: object) -> None:
-        """Serialise ``message`` and store it at bag time ``log_time_ns``."""
+    def write(self, topic: str, log_time_ns: int, message: object) -> bytes | memoryview:
+        """Serialise ``message``, store it at bag time ``log_time_ns``; returns the bytes stored."""
         if topic not in self._connections:
             raise BagError(f"topic {topic} was not added to {self.path} before writing")
         data = self.typestore.serialize_cdr(message, self._types[topic])
         self._writer.write(self._connections[topic], int(log_time_ns), data)
         self.counts[topic] += 1
+        return data
 
     def close(self) -> None:
         if getattr(self, "_writer", None) is not None and self._writer.storage is not None:

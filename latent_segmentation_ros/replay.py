@@ -236,11 +236,11 @@ def replay_bag(
                     for frame, result, grasps in zip(pair, outcome.results, outcome.grasps):
                         masks_message = build_confidence_mask_array(result, frame.header, factory)
                         grasp_message = build_grasp_candidate_array(grasps, frame.header, frame.camera, cup_radius, factory)
-                        writer.write(confidence_topic(frame.camera), log_time_ns, masks_message)
-                        writer.write(GRASP_TOPIC, log_time_ns, grasp_message)
-                        # Score what was written, decoded as any consumer of the bag would.
-                        decoded = confidence_mask_array_to_result(masks_message)
-                        decoded_grasps = grasp_candidate_array_to_list(grasp_message)
+                        masks_data = writer.write(confidence_topic(frame.camera), log_time_ns, masks_message)
+                        grasp_data = writer.write(GRASP_TOPIC, log_time_ns, grasp_message)
+                        # Score the bytes written, decoded as any consumer of the bag decodes them.
+                        decoded = confidence_mask_array_to_result(typestore.deserialize_cdr(masks_data, CONFIDENCE_MASK_ARRAY))
+                        decoded_grasps = grasp_candidate_array_to_list(typestore.deserialize_cdr(grasp_data, GRASP_CANDIDATE_ARRAY))
                         truth_masks = truth.lookup(frame.camera, frame.stamp_ns)
                         record = scorer.score(
                             frame=frame_index,

@@ -183,14 +183,26 @@ def test_truncated_bag_keeps_the_frames_evaluated_before(checkpoint, tmp_path, c
     assert len(report["frames"]) == 2 * report["stopped"]["frame"]
 
 
+def corrupt_sqlite_page_of(bag, topic, index):
+    """Break the database page holding part of the index-th message of topic (its overflow
+    chain pointer), so reading stops there with a storage error."""
+    data = [raw.data for raw in BagReader(bag).messages([topic])][index]
+    database = next(bag.glob("*.db3"))
+    content = database.read_bytes()
+    page_size = int.from_bytes(content[16:18], "big")
+    snippet = bytes(data[len(data) // 2 : len(data) // 2 + 64])
+    offset = content.index(snippet)
+    page_start = offset - offset % page_size
+    with database.open("r+b") as handle:
+        handle.seek(page_start)
+        handle.write(b"\xff\xff\xff\x7f")
+
+
 @NEEDS_METRICS
 def test_corrupt_bag_keeps_the_frames_evaluated_before(checkpoint, tmp_path, capsys):
     bag = tmp_path / "bag"
     write_synthetic_bag(bag, 8, seed=1, height=64, width=80, storage="sqlite3", timing=BagTiming(drop_probability=0.0))
-    data = next(bag.glob("*.db3"))
-    with data.open("r+b") as handle:
-        handle.seek(int(data.stat().st_size * 0.7))
-        handle.write(b"\xde\xad" * 4000)
+    corrupt_sqlite_page_of(bag, "/overhead_left/image_raw", 5)
     out = tmp_path / "out"
     code = cli.main(["replay", "--bag", str(bag), "--out", str(out), "--checkpoint", str(checkpoint)] + PIPELINE_ARGS)
     assert code == 3
