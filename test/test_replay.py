@@ -236,3 +236,38 @@ def test_unsupported_encodings_are_counted_and_skipped(tiny_bag, checkpoint, tmp
     assert report["counts"]["dropped_pairs"] == 1
     assert report["counts"]["pairs"] == 2
     assert report["counts"]["pairing"]["pending_at_end"] == [0, 0]
+
+
+@NEEDS_METRICS
+def test_chosen_grasps_are_scored_against_the_ground_truth(tiny_bag, checkpoint, tmp_path):
+    from latent_segmentation_ros.image_conversion import message_to_numpy
+    from latent_segmentation_ros.messages import grasp_candidate_array_to_list
+    from latent_segmentation_ros.replay import ReplayOptions, build_pair_processor, replay_bag
+    from latent_segmentation_ros.scoring import grasp_against_truth
+    from latent_segmentation_ros.synthetic_bag import label_image_to_masks
+
+    # A one-cup gripper small enough for the speckled masks of an untrained model on 64x80 images.
+    setup = build_pair_processor(checkpoint, samples=2, p=0.5, score_threshold=0.0, min_mask_area=1,
+                                 grasp_overrides={"cup_rows": 1, "cup_cols": 1, "cup_spacing": 3.0, "cup_radius": 1.0})
+    out = tmp_path / "out"
+    summary = replay_bag(ReplayOptions(bag=tiny_bag, out_dir=out, progress=False),
+                         setup.process_pair, setup.cup_radius, setup.header_info)
+    truth = {(raw.topic.split("/")[1], stamp(m.header)): label_image_to_masks(message_to_numpy(m))
+             for raw, m in read_messages(tiny_bag, [f"/{c}/ground_truth" for c in CAMERAS])}
+    rows = {(row["camera"], row["stamp_ns"]): row for row in read_frames(out / "frames.jsonl")}
+    chosen = 0
+    for _, message in read_messages(out / "output", ["/grasp_candidates"]):
+        key = (message.camera, stamp(message.header))
+        candidates = grasp_candidate_array_to_list(message)
+        row = rows[key]
+        assert row["grasp_found"] == bool(candidates)
+        if candidates:
+            chosen += 1
+            assert row["grasp_sealed_cups"] == candidates[0].sealed_cups
+            sealed, touched, double = grasp_against_truth(candidates[0], 1.0, truth[key])
+            assert (row["grasp_sealed_cups_on_truth"], row["grasp_items_touched"], row["grasp_double_pick"]) == (
+                sealed, touched, double)
+    assert chosen > 0
+    aggregate = summary.report["aggregate"]
+    assert aggregate["grasps"] == chosen
+    assert aggregate["grasp_double_picks"] == sum(bool(r["grasp_double_pick"]) for r in rows.values())
