@@ -27,6 +27,17 @@ _LAZY_EXPORTS = {
     "TrainConfig": "training_config",
     "ConfigError": "training_config",
     "load_config": "training_config",
+    "aggregate": "aggregate",
+    "confidence_masks": "aggregate",
+    "union_nms": "aggregate",
+    "ConfidenceMaskResult": "aggregate",
+    "UnionNMSResult": "aggregate",
+    "PreparedSamples": "aggregate",
+    "prepare_samples": "aggregate",
+    "prepare_prediction_samples": "aggregate",
+    "support_size": "aggregate",
+    "MODES": "aggregate",
+    "check_mode": "aggregate",
 }
 
 
