@@ -11,7 +11,6 @@ The written messages are decoded again and scored by :class:`Scorer` (the same p
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 from latent_segmentation_ros.bag_io import BagError, BagReader, BagReadError, BagWriter
 from latent_segmentation_ros.camera_sync import ApproximateTimePairer, SyncPolicy
 from latent_segmentation_ros.ground_truth import GroundTruthStream, ground_truth_topics, stamp_ns_of
-from latent_segmentation_ros.report import FrameRecord, ReportWriter
+from latent_segmentation_ros.report import ReportWriter
 from latent_segmentation_ros.results import CameraResult, GraspCandidate
 from latent_segmentation_ros.scoring import Scorer, ScoringConfig
 from latent_segmentation_ros.synthetic_bag import CAMERAS, camera_of_topic, image_topic
@@ -36,6 +35,15 @@ OUTPUT_BAG = "output"
 
 def confidence_topic(camera: str) -> str:
     return f"/{camera}/confidence_masks"
+
+
+def node_sync_policy() -> SyncPolicy:
+    """The pairing the segmentation node uses by default (its sync_slop and queue_size)."""
+    from latent_segmentation_ros.parameters import SEGMENTATION_PARAMETERS
+
+    return SyncPolicy(
+        slop=SEGMENTATION_PARAMETERS["sync_slop"].default, queue_size=SEGMENTATION_PARAMETERS["queue_size"].default
+    )
 
 
 @dataclass
@@ -70,7 +78,7 @@ class ReplayOptions:
     bag: Path
     out_dir: Path
     image_topics: tuple[str, ...] = tuple(image_topic(camera) for camera in CAMERAS)
-    sync: SyncPolicy = field(default_factory=SyncPolicy)
+    sync: SyncPolicy = field(default_factory=node_sync_policy)
     output_storage: str = "mcap"
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     worst_frames: int = 4
@@ -294,13 +302,6 @@ def _picture(
         "cup_sealed": [] if chosen is None else np.asarray(chosen.cup_sealed).tolist(),
         "cup_radius": cup_radius,
     }
-
-
-def timed(call: Callable[[], Any]) -> tuple[Any, float]:
-    """Result of ``call()`` and its wall-clock time in milliseconds."""
-    start = time.perf_counter()
-    value = call()
-    return value, (time.perf_counter() - start) * 1000.0
 
 
 @dataclass

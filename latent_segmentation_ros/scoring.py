@@ -340,4 +340,6 @@ def score_bag(
             },
             "stopped": stopped,
         }
+        if truth.error:
+            header["ground_truth_error"] = truth.error
         return report.finish(header)

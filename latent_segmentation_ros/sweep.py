@@ -18,7 +18,7 @@ import numpy as np
 from latent_segmentation_ros.bag_io import BagError, BagReader
 from latent_segmentation_ros.camera_sync import SyncPolicy
 from latent_segmentation_ros.ground_truth import GroundTruthStream, ground_truth_topics
-from latent_segmentation_ros.replay import PairSetup, PairStream, _Progress
+from latent_segmentation_ros.replay import PairSetup, PairStream, _Progress, node_sync_policy
 from latent_segmentation_ros.report import ReportAccumulator
 from latent_segmentation_ros.scoring import Scorer, ScoringConfig
 from latent_segmentation_ros.synthetic_bag import CAMERAS, image_topic
@@ -35,7 +35,7 @@ class SweepOptions:
     target_double_pick: float = 0.01
     include_prior_mean: bool = True
     image_topics: tuple[str, ...] = tuple(image_topic(camera) for camera in CAMERAS)
-    sync: SyncPolicy = field(default_factory=SyncPolicy)
+    sync: SyncPolicy = field(default_factory=node_sync_policy)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     progress: bool = True
     max_pairs: int | None = None

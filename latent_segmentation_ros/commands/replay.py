@@ -29,12 +29,15 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser, with_mode: bool = Tr
 
 
 def sync_policy(args: argparse.Namespace):
+    """The node's pairing, with --slop / --queue-size where given."""
     from latent_segmentation_ros.camera_sync import SyncPolicy
-    from latent_segmentation_ros.parameters import SEGMENTATION_PARAMETERS
+    from latent_segmentation_ros.replay import node_sync_policy
 
-    slop = args.slop if args.slop is not None else SEGMENTATION_PARAMETERS["sync_slop"].default
-    queue = args.queue_size if args.queue_size is not None else SEGMENTATION_PARAMETERS["queue_size"].default
-    return SyncPolicy(slop=slop, queue_size=queue)
+    default = node_sync_policy()
+    return SyncPolicy(
+        slop=args.slop if args.slop is not None else default.slop,
+        queue_size=args.queue_size if args.queue_size is not None else default.queue_size,
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +52,6 @@ def run(args: argparse.Namespace) -> int:
 
     from latent_segmentation_ros.bag_io import BagError
     from latent_segmentation_ros.replay import ReplayOptions, build_pair_processor, replay_bag
-    from latent_segmentation_ros.report import summary_table
     from latent_segmentation_ros.synthetic_bag import camera_of_topic
 
     try:
