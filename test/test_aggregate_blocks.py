@@ -11,7 +11,7 @@ from latent_maskrcnn.mask_blocks import block_counts, cell_areas, crop_box, occu
 
 @pytest.mark.parametrize(
     "shape, block",
-    [((3, 16, 16), 8), ((5, 37, 45), 8), ((2, 48, 64), 8), ((2, 33, 64), 16), ((3, 20, 24), 4), ((2, 9, 7), 3), ((1, 8, 8), 1)],
+    [((3, 16, 16), 8), ((5, 37, 45), 8), ((2, 48, 64), 8), ((2, 200, 336), 8), ((3, 130, 203), 8), ((2, 33, 64), 16), ((3, 20, 24), 4), ((2, 9, 7), 3), ((1, 8, 8), 1)],
 )
 def test_block_counts_equal_summed_pooling(shape, block):
     generator = torch.Generator().manual_seed(sum(shape) + block)

@@ -112,7 +112,8 @@ class _GreedySelection:
         self.claimed = torch.zeros((height, width), dtype=torch.bool, device=device)
         # Unclaimed pixels per row and cell, plus a zero column that padded cell lists point at
         # and a zero row that padded sample slots (samples without masks) point at.
-        self.remaining = torch.nn.functional.pad(prepared.counts, (0, 1, 0, 1))
+        self.remaining = prepared.counts.new_zeros((n + 1, prepared.counts.shape[1] + 1))
+        self.remaining[:n, :-1] = prepared.counts
         self.stride = self.remaining.shape[1]
         self.free = prepared.cell_sizes.clone()
         # Estimated |m_a ∩ m_b ∩ unclaimed| for all pairs, plus a -inf column for padded slots.
@@ -127,7 +128,11 @@ class _GreedySelection:
         self.chosen = torch.zeros((n, support), dtype=torch.int64, device=device)
         self.estimate = torch.full((n,), float("-inf"), dtype=torch.float64, device=device)
         self.dead = torch.zeros(n, dtype=torch.bool, device=device)
-        _, self.grid_cols = prepared.grid
+        grid_rows, self.grid_cols = prepared.grid
+        self.cell_ids = torch.arange(grid_rows * self.grid_cols, device=device).view(grid_rows, self.grid_cols)
+        self.words = _word_views(prepared) if prepared.pool % 8 == 0 and width % 8 == 0 else None
+        if self.words is not None:
+            self.claimed_words = self.claimed.view(torch.uint8).view(torch.int64)
         # Python mirrors for the per-step exact work.
         self.row_sample = prepared.sample_index.tolist()
         self.row_mask = prepared.mask_index.tolist()
@@ -215,11 +220,19 @@ class _GreedySelection:
         support_list = support_rows.tolist()
         row0, col0, row1, col1 = self.row_cell_box[row]
         y0, x0, y1, x1 = self.prepared.pixel_box(row0, col0, row1, col1)
-        masks = self.prepared.masks
-        candidate = ~self.claimed[y0:y1, x0:x1]
-        for r in support_list:
-            candidate &= masks[self.row_sample[r]][self.row_mask[r], y0:y1, x0:x1]
-        pixels = int(candidate.sum())
+        if self.words is not None:
+            # 8 pixels per int64 word: the crop is 8-aligned since the cells are.
+            words = ~self.claimed_words[y0:y1, x0 // 8 : x1 // 8]
+            for r in support_list:
+                words &= self.words[self.row_sample[r]][self.row_mask[r], y0:y1, x0 // 8 : x1 // 8]
+            candidate = words.view(torch.uint8).view(torch.bool)  # bytes are 0 or 1 again
+        else:
+            masks = self.prepared.masks
+            candidate = ~self.claimed[y0:y1, x0:x1]
+            for r in support_list:
+                candidate &= masks[self.row_sample[r]][self.row_mask[r], y0:y1, x0:x1]
+        taken = block_counts(candidate[None], self.prepared.pool).flatten()
+        pixels = int(taken.sum())
         if pixels == 0:
             return None
         # mean over C of s_j |c| / |m_j|
@@ -229,40 +242,37 @@ class _GreedySelection:
         self.claimed[y0:y1, x0:x1] |= candidate
         label = _majority_label([self.row_label[r] for r in support_list], [self.row_score[r] for r in support_list])
         pairs = [(self.row_sample[r], self.row_mask[r]) for r in support_list]
-        taken = block_counts(candidate[None], self.prepared.pool).flatten()
         local = torch.nonzero(taken).flatten()
-        box_cols = col1 - col0
-        cells = (local // box_cols + row0) * self.grid_cols + (local % box_cols + col0)
+        cells = self.cell_ids[row0:row1, col0:col1].reshape(-1).index_select(0, local)
         claim = (support_rows, cells, taken.index_select(0, local).to(torch.float32))
         return _Emitted((y0, x0, y1, x1), candidate, score, label, pairs), claim
 
     def _claim(self, claims: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> None:
         """Exclude the pixels just emitted (disjoint sets of cells): update the free pixels per
-        cell, the remaining pixels of every row present there, the overlaps among those rows,
-        and re-score those rows."""
-        cells = torch.cat([c[1] for c in claims]) if len(claims) > 1 else claims[0][1]
-        taken = torch.cat([c[2] for c in claims]) if len(claims) > 1 else claims[0][2]
-        old = self.remaining.index_select(1, cells)                           # [N, C]
-        touched = torch.nonzero(old.amax(dim=1) > 0).flatten()
-        old = old.index_select(0, touched)
-        free_before = self.free.index_select(0, cells)
-        free_after = free_before - taken
-        # A support mask contains its candidate, so it loses exactly what was taken; any
-        # other mask loses its share of the cell (exact when cells are single pixels).
-        new = old * (free_after / free_before)
-        start = 0
-        for support_rows, claim_cells, claim_taken in claims:
-            end = start + claim_cells.numel()
+        cell, the remaining pixels of every row present there and the overlaps among those
+        rows; then re-score every row touched."""
+        touched_all = []
+        for support_rows, cells, taken in claims:
+            old = self.remaining.index_select(1, cells)                       # [N + 1, C]
+            touched = torch.nonzero(old.amax(dim=1) > 0).flatten()
+            old = old.index_select(0, touched)
+            free_before = self.free.index_select(0, cells)
+            free_after = free_before - taken
+            # A support mask contains its candidate, so it loses exactly what was taken; any
+            # other mask loses its share of the cell (exact when cells are single pixels).
+            new = old * (free_after / free_before)
             in_support = torch.searchsorted(touched, support_rows)
-            new[in_support, start:end] = (old[in_support, start:end] - claim_taken).clamp_(min=0)
-            start = end
-        flat = (touched * self.stride)[:, None] + cells[None, :]
-        self.remaining.view(-1).index_copy_(0, flat.flatten(), new.flatten())
-        self.free.index_copy_(0, cells, free_after)
-        weight_after = torch.where(free_after > 0, free_after.clamp(min=1).reciprocal(), 0.0)
-        delta = (new * weight_after) @ new.T - (old / free_before) @ old.T
-        flat = (touched * (self.n + 1))[:, None] + touched[None, :]
-        self.overlap.view(-1).index_add_(0, flat.flatten(), delta.flatten())
+            new[in_support] = (old.index_select(0, in_support) - taken).clamp_(min=0)
+            flat = (touched * self.stride)[:, None] + cells[None, :]
+            self.remaining.view(-1).index_copy_(0, flat.flatten(), new.flatten())
+            self.free.index_copy_(0, cells, free_after)
+            weight_after = torch.where(free_after > 0, free_after.clamp(min=1).reciprocal(), 0.0)
+            both = torch.cat([new * weight_after, old / -free_before], dim=1)
+            delta = both @ torch.cat([new, old], dim=1).T                    # new products - old
+            flat = (touched * (self.n + 1))[:, None] + touched[None, :]
+            self.overlap.view(-1).index_add_(0, flat.flatten(), delta.flatten())
+            touched_all.append(touched)
+        touched = torch.unique(torch.cat(touched_all)) if len(touched_all) > 1 else touched_all[0]
         self.evaluate(touched)
 
 
@@ -272,6 +282,15 @@ class _Emitted(NamedTuple):
     score: float
     label: int
     support: list[tuple[int, int]]
+
+
+def _word_views(prepared: PreparedSamples) -> list[torch.Tensor] | None:
+    """Each sample's masks as int64 words of 8 pixels ``[N_k, H, W / 8]`` (no copy), or None
+    where the memory layout does not allow it."""
+    try:
+        return [masks.view(torch.uint8).view(torch.int64) for masks in prepared.masks]
+    except RuntimeError:
+        return None
 
 
 def _rows_by_sample(prepared: PreparedSamples) -> torch.Tensor:

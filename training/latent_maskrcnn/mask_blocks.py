@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 _ONES_PER_BYTE = 0x01010101
+_SMALL = 1 << 16  # below this many pixels the plain sum costs fewer operations
 
 
 def grid_shape(height: int, width: int, block: int) -> tuple[int, int]:
@@ -40,7 +41,7 @@ def block_counts(masks: torch.Tensor, block: int) -> torch.Tensor:
     if n == 0:
         return torch.zeros((0, rows, cols), dtype=torch.int32, device=masks.device)
     masks = masks.contiguous()
-    if block == 8:
+    if block == 8 and masks.numel() > _SMALL:
         words = _as_words(masks)
         if words is not None:
             # [N, rows, 8, 2 * cols] words of 4 pixels; vertical sums stay per byte lane.
@@ -114,11 +115,12 @@ def pixel_boxes(masks: torch.Tensor) -> torch.Tensor:
 def crop_box(crop: torch.Tensor, y0: int, x0: int) -> list[float]:
     """Tight box ``[x1, y1, x2, y2]`` of a bool crop whose top-left pixel is at ``(y0, x0)``
     in the image (x2, y2 one past the last pixel); all zeros for an empty crop."""
-    rows = crop.any(dim=1).tolist()
-    cols = crop.any(dim=0).tolist()
-    if True not in rows:
+    values = crop.view(torch.uint8) if crop.is_contiguous() else crop.to(torch.uint8)
+    rows = values.amax(dim=1).tolist()
+    cols = values.amax(dim=0).tolist()
+    if 1 not in rows:
         return [0.0, 0.0, 0.0, 0.0]
-    top, left = rows.index(True), cols.index(True)
-    bottom = len(rows) - rows[::-1].index(True)
-    right = len(cols) - cols[::-1].index(True)
+    top, left = rows.index(1), cols.index(1)
+    bottom = len(rows) - rows[::-1].index(1)
+    right = len(cols) - cols[::-1].index(1)
     return [float(x0 + left), float(y0 + top), float(x0 + right), float(y0 + bottom)]
