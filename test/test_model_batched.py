@@ -174,3 +174,36 @@ def test_latent_dim_zero_trains_with_a_zero_kl_term():
     assert float(losses["loss_kl"]) == 0.0
     sum(losses.values()).backward()
     assert model.rpn.head.conv[0][0].weight.grad.abs().sum() > 0
+
+
+def test_mask_predictor_as_one_matrix_product_equals_torchvision(model):
+    from latent_maskrcnn.batched_decoding import mask_probs_for_labels
+    from torchvision.models.detection.roi_heads import maskrcnn_inference
+
+    torch.manual_seed(8)
+    predictor = MaskRCNNPredictor(16, 16, 5)
+    torch.nn.init.normal_(predictor.conv5_mask.bias)
+    features = torch.randn(7, 16, 14, 14)
+    labels = torch.tensor([0, 1, 4, 2, 3, 1, 4])
+    with torch.no_grad():
+        expected = maskrcnn_inference(predictor(features), [labels])[0]
+        nhwc = features.permute(0, 2, 3, 1).contiguous()
+        torch.testing.assert_close(mask_probs_for_labels(predictor, nhwc, labels), expected)
+
+
+def test_parallel_roi_align_is_bit_identical():
+    from latent_maskrcnn.batched_decoding import parallel_roi_align
+    from torchvision.ops import roi_align
+
+    generator = torch.Generator().manual_seed(9)
+    features = torch.randn(2, 8, 30, 40, generator=generator)
+    corners = torch.rand(300, 2, generator=generator) * 100
+    rois = torch.cat([torch.randint(0, 2, (300, 1), generator=generator).float(), corners,
+                      corners + 1 + torch.rand(300, 2, generator=generator) * 60], dim=1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        pooled = parallel_roi_align(features, rois, (7, 7), 0.25, 2)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(pooled, roi_align(features, rois, (7, 7), 0.25, 2))

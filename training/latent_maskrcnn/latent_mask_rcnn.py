@@ -21,7 +21,7 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import MultiScaleRoIAlign
 
 from .backbone import FEATURE_NAMES, build_backbone
-from .batched_decoding import detect_for_codes, proposals_for_codes
+from .batched_decoding import StageTimer, detect_for_codes, proposals_for_codes, untimed
 from .config import ModelConfig
 from .distributions import DiagonalGaussian, kl_divergence
 from .encoder import PosteriorEncoder
@@ -88,6 +88,10 @@ class LatentMaskRCNN(nn.Module):
         # The authors' trick: per image, a fair coin decodes the prior mean instead of a
         # posterior sample, so the prior-mean path is trained by the MaskRCNN losses too.
         self.posterior_or_prior_mean_coin = False
+        # Optional ``name -> context manager`` wrapped around each inference stage (benchmarks).
+        self.stage_timer: StageTimer | None = None
+        # Post-NMS proposals per (image, code) of the last inference call, for benchmarks.
+        self.last_proposal_counts: list[int] = []
         channels = config.fpn_channels
         self.transform = GeneralizedRCNNTransform(config.min_size, config.max_size, config.image_mean, config.image_std)
         self.backbone = build_backbone(config)
@@ -217,41 +221,57 @@ class LatentMaskRCNN(nn.Module):
             generator.seed()
         else:
             generator.manual_seed(int(seed))
+        stage = self.stage_timer or untimed
         was_training = self.training
         self.eval()
         try:
             with torch.inference_mode():
-                image_list, _, features = self.preprocess(images)
+                with stage("backbone"):
+                    image_list, _, features = self.preprocess(images)
                 if self.latent_dim == 0:
-                    detections = self._decode_plain(image_list, features)
+                    detections = self._decode_plain(image_list, features, stage)
                     codes_per_image = 1
                 else:
-                    prior = self.prior_distribution(image_list, features)
-                    if mode == "prior_mean":
-                        codes = prior.mean[:, None]
-                    else:
-                        codes = prior.sample_codes(num_samples, generator)
-                    detections = self._decode_codes(image_list, features, codes)
+                    with stage("prior"):
+                        prior = self.prior_distribution(image_list, features)
+                        if mode == "prior_mean":
+                            codes = prior.mean[:, None]
+                        else:
+                            codes = prior.sample_codes(num_samples, generator)
+                    detections = self._decode_codes(image_list, features, codes, stage)
                     codes_per_image = codes.shape[1]
-            with torch.no_grad():
+            with torch.no_grad(), stage("paste_masks"):
                 return self._to_predictions(detections, image_list, images, codes_per_image)
         finally:
             self.train(was_training)
 
-    def _decode_plain(self, image_list: ImageList, features: "OrderedDict[str, Tensor]") -> list[dict[str, Tensor]]:
-        proposals, _ = self.rpn(image_list, features)
-        detections, _ = self.roi_heads(features, proposals, image_list.image_sizes)
+    def _decode_plain(
+        self, image_list: ImageList, features: "OrderedDict[str, Tensor]", stage: StageTimer = untimed
+    ) -> list[dict[str, Tensor]]:
+        with stage("rpn"):
+            proposals, _ = self.rpn(image_list, features)
+        self.last_proposal_counts = [len(p) for p in proposals]
+        with stage("roi_heads"):
+            detections, _ = self.roi_heads(features, proposals, image_list.image_sizes)
         return detections
 
     def _decode_codes(
-        self, image_list: ImageList, features: "OrderedDict[str, Tensor]", codes: Tensor
+        self,
+        image_list: ImageList,
+        features: "OrderedDict[str, Tensor]",
+        codes: Tensor,
+        stage: StageTimer = untimed,
     ) -> list[dict[str, Tensor]]:
         """``codes [B, K, D]`` -> ``B*K`` detections (image-major), FPN work shared."""
-        shared = self.injection.shared(features)
-        biases = self.injection.code_bias(codes)
-        proposals = proposals_for_codes(self.rpn, image_list, shared, biases)
+        with stage("rpn"):
+            shared = self.injection.shared(features)
+            biases = self.injection.code_bias(codes)
+            proposals = proposals_for_codes(self.rpn, image_list, shared, biases)
+        self.last_proposal_counts = [len(p) for p in proposals]
         level_biases = OrderedDict(zip(LEVEL_NAMES, biases))
-        return detect_for_codes(self.roi_heads, shared, level_biases, proposals, image_list.image_sizes, codes.shape[1])
+        return detect_for_codes(
+            self.roi_heads, shared, level_biases, proposals, image_list.image_sizes, codes.shape[1], stage
+        )
 
     def decode_reference(self, images: list[Tensor], codes: Tensor) -> list[list[dict[str, Tensor]]]:
         """The model by definition, without the shared-computation identities: for each code,
