@@ -185,6 +185,18 @@ def test_resume_continues_exactly(tmp_path, tiny_data):
         train(TrainConfig.from_dict(document), resume=tmp_path / "nowhere", progress=False)
 
 
+def test_images_without_instances_train(tmp_path, tiny_data):
+    document = json.loads((tiny_data / "annotations.json").read_text())
+    document["annotations"] = []
+    annotations = tmp_path / "empty.json"
+    annotations.write_text(json.dumps(document))
+    recipe_document = recipe(tiny_data, tmp_path / "run", data={"train_annotations": str(annotations)},
+                             schedule={"steps": 2})
+    result = train(TrainConfig.from_dict(recipe_document), progress=False)
+    assert result.step == 2
+    assert all(torch.isfinite(torch.tensor(entry["total"])) for entry in result.history)
+
+
 def test_train_command_baseline_and_bad_input(tmp_path, tiny_data, capsys):
     config = write_recipe(tmp_path / "r.yaml", recipe(tiny_data, tmp_path / "run"))
     assert cli.main(["train", "--config", config, "--baseline", "--no-progress", "schedule.steps=2"]) == 0
@@ -234,3 +246,23 @@ def test_ddp_replicas_stay_identical(tmp_path, tiny_data):
     # only the main process writes
     assert len(list((run_dir / TENSORBOARD_DIR).iterdir())) == 1
     assert json.loads((run_dir / "training_summary.json").read_text())["world_size"] == 2
+
+
+# ---------------------------------------------------------------------------- shipped recipes
+CONFIG_DIR = os.path.join(os.path.dirname(__file__), os.pardir, "training", "configs")
+
+
+@pytest.mark.parametrize("name", sorted(p for p in os.listdir(CONFIG_DIR) if p.endswith(".yaml")))
+def test_shipped_configs_load(name):
+    config = load_config(os.path.join(CONFIG_DIR, name))
+    assert config.model_config(["__background__", "item"]).num_classes == 2
+
+
+def test_demo_model_fits_the_size_limit():
+    from latent_maskrcnn.latent_mask_rcnn import LatentMaskRCNN
+
+    config = load_config(os.path.join(CONFIG_DIR, "demo.yaml"))
+    model = LatentMaskRCNN(config.model_config(["__background__", "item"]))
+    stored_bytes = sum(t.numel() * (2 if t.is_floating_point() else t.element_size()) for t in model.state_dict().values())
+    assert config.run.save_dtype == "float16" and stored_bytes < 20e6
+    assert config.model["latent_dim"] > 0 and config.schedule.kl_schedule == "warmup"

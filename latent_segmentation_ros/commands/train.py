@@ -20,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
     import logging
+    import os
     import sys
 
     from latent_maskrcnn.checkpoint import CheckpointError
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"train: {error}", file=sys.stderr)
         return 2
     summary_path = result.output_dir / SUMMARY
-    if summary_path.is_file():
+    if int(os.environ.get("RANK", "0")) == 0 and summary_path.is_file():
         summary = json.loads(summary_path.read_text())
         summary.pop("config", None)
         print(json.dumps(summary, indent=2))

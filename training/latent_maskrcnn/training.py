@@ -259,6 +259,8 @@ def _train(config: TrainConfig, context: DistributedContext, resume: Any, progre
     run = config.run
     schedule = config.schedule
     output_dir = Path(run.output_dir)
+    if run.threads is not None:
+        torch.set_num_threads(run.threads)
     dataset = build_dataset(config)
     model_config = config.model_config(dataset.class_names)
     amp = use_amp(run.amp, context.device)

@@ -175,6 +175,8 @@ class RunSection:
     """auto (the GPU of this process when present, else CPU), cpu, cuda or cuda:N."""
     amp: str | bool = "auto"
     """Mixed precision (float16 autocast + gradient scaling): auto = on CUDA only."""
+    threads: int | None = None
+    """CPU threads of each process (torch.set_num_threads); null keeps torch's default."""
     log_every: int = 10
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
@@ -186,6 +188,8 @@ class RunSection:
             raise ConfigError(f"run.amp must be auto, true or false, got {self.amp!r}")
         if self.save_dtype not in SAVE_DTYPES:
             raise ConfigError(f"run.save_dtype must be one of {list(SAVE_DTYPES)}, got {self.save_dtype!r}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"run.threads must be >= 1 or null, got {self.threads}")
         for name in ("log_every", "checkpoint_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"run.{name} must be >= 1, got {getattr(self, name)}")
@@ -194,7 +198,7 @@ class RunSection:
 SECTIONS = {"data": DataSection, "optimizer": OptimizerSection, "schedule": ScheduleSection, "run": RunSection}
 MODEL_KEYS = [f.name for f in dataclasses.fields(ModelConfig)]
 RESUMABLE_CHANGES = {"schedule.steps", "run.log_every", "run.checkpoint_every", "run.keep_checkpoints",
-                     "run.device", "run.output_dir", "data.num_workers"}
+                     "run.device", "run.threads", "run.output_dir", "data.num_workers"}
 """Keys that may differ between a run and its resumption."""
 
 
