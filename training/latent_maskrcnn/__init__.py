@@ -38,6 +38,19 @@ _LAZY_EXPORTS = {
     "support_size": "aggregate",
     "MODES": "aggregate",
     "check_mode": "aggregate",
+    "DatasetMetrics": "metrics",
+    "evaluate_image": "metrics",
+    "overlap_matrices": "metrics",
+    "iou_matrix": "metrics",
+    "iop_matrix": "metrics",
+    "iog_matrix": "metrics",
+    "match_detections": "metrics",
+    "mr_at_hp": "metrics",
+    "average_recall": "metrics",
+    "mask_map": "metrics",
+    "roc_auc": "metrics",
+    "GripperSimulation": "double_pick",
+    "simulate_picks": "double_pick",
 }
 
 
