@@ -11,9 +11,9 @@ import heapq
 import json
 import math
 from array import array
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -36,8 +36,8 @@ class FrameRecord:
     mr_at_hp: float | None = None
     ar_iog: float | None = None
     map: float | None = None
-    double_pick_trials: int = 0
-    double_pick_hits: int = 0
+    picks: int = 0
+    double_picks: int = 0
     double_pick_rate: float | None = None
     predicted_area: int = 0
     ground_truth_area: int = 0
@@ -48,9 +48,12 @@ class FrameRecord:
     grasp_sealed_cups_on_truth: int | None = None
     grasp_items_touched: int | None = None
     grasp_double_pick: bool | None = None
+    # latent_maskrcnn.metrics.ImageEvaluation of the image: kept for the data-set metrics.
+    evaluation: Any = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        row = {name: getattr(self, name) for name in ROW_FIELDS}
+        return row
 
     def badness(self) -> tuple:
         """Sort key of how bad a frame is for a picking robot (largest = worst)."""
@@ -62,8 +65,26 @@ class FrameRecord:
         )
 
 
-def _mean(values: Sequence[float]) -> float | None:
-    return float(np.mean(values)) if len(values) else None
+ROW_FIELDS = [f for f in FrameRecord.__dataclass_fields__ if f != "evaluation"]
+
+
+def _number(value: float | None) -> float | None:
+    """JSON-safe: NaN (no ground truth, no pick) becomes None."""
+    if value is None or not math.isfinite(float(value)):
+        return None
+    return float(value)
+
+
+def slim_evaluation(evaluation: Any) -> Any:
+    """An ImageEvaluation reduced to what MR@HP, AR and AP over a data set need (the matches);
+    the masks' RLEs and per-prediction arrays are dropped so a long bag stays small."""
+    import dataclasses
+
+    empty = np.zeros(0)
+    return dataclasses.replace(
+        evaluation, best_iou=empty, best_iop=empty, all_scores=empty, predicted_rles=[], truth_rles=[],
+        predicted_labels=None,
+    )
 
 
 @dataclass
@@ -72,8 +93,8 @@ class ReportAccumulator:
 
     images: int = 0
     images_with_ground_truth: int = 0
-    double_pick_trials: int = 0
-    double_pick_hits: int = 0
+    picks: int = 0
+    double_picks: int = 0
     predicted_area: int = 0
     ground_truth_area: int = 0
     grasps: int = 0
@@ -81,9 +102,7 @@ class ReportAccumulator:
     grasp_sealed_cups_on_truth: int = 0
     grasp_double_picks: int = 0
     grasps_scored: int = 0
-    _mr: array = field(default_factory=lambda: array("d"))
-    _ar: array = field(default_factory=lambda: array("d"))
-    _map: array = field(default_factory=lambda: array("d"))
+    evaluations: list = field(default_factory=list)
     _latency: dict[int, float] = field(default_factory=dict)
     latencies: array = field(default_factory=lambda: array("d"))
 
@@ -101,11 +120,10 @@ class ReportAccumulator:
         if not record.has_ground_truth:
             return
         self.images_with_ground_truth += 1
-        for values, value in ((self._mr, record.mr_at_hp), (self._ar, record.ar_iog), (self._map, record.map)):
-            if value is not None:
-                values.append(value)
-        self.double_pick_trials += record.double_pick_trials
-        self.double_pick_hits += record.double_pick_hits
+        if record.evaluation is not None:
+            self.evaluations.append(slim_evaluation(record.evaluation))
+        self.picks += record.picks
+        self.double_picks += record.double_picks
         self.predicted_area += record.predicted_area
         self.ground_truth_area += record.ground_truth_area
         if record.grasp_found and record.grasp_double_pick is not None:
@@ -114,16 +132,25 @@ class ReportAccumulator:
             self.grasp_double_picks += int(bool(record.grasp_double_pick))
 
     def summary(self) -> dict[str, Any]:
+        """Data-set numbers: MR@HP, AR and AP from the pooled matches of all images (as COCOeval
+        accumulates, not means of per-image numbers); D / N and areas from the summed counts."""
         latencies = np.asarray(self.latencies, dtype=np.float64)
+        mr = ar = ap = None
+        if self.evaluations:
+            from latent_maskrcnn import metrics
+
+            mr = _number(metrics.mr_at_hp(self.evaluations))
+            ar = _number(metrics.average_recall(self.evaluations, "iog"))
+            ap = _number(metrics.average_precision(self.evaluations, "iou"))
         return {
             "images": self.images,
             "images_with_ground_truth": self.images_with_ground_truth,
-            "mr_at_hp": _mean(self._mr),
-            "ar_iog": _mean(self._ar),
-            "map": _mean(self._map),
-            "double_pick_rate": self.double_pick_hits / self.double_pick_trials if self.double_pick_trials else None,
-            "double_pick_trials": self.double_pick_trials,
-            "double_pick_hits": self.double_pick_hits,
+            "mr_at_hp": mr,
+            "ar_iog": ar,
+            "map": ap,
+            "double_pick_rate": self.double_picks / self.picks if self.picks else None,
+            "picks": self.picks,
+            "double_picks": self.double_picks,
             "pickable_area": self.predicted_area / self.ground_truth_area if self.ground_truth_area else None,
             "grasps": self.grasps,
             "mean_sealed_cups": self.grasp_sealed_cups / self.grasps if self.grasps else None,

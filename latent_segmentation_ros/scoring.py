@@ -14,7 +14,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from latent_segmentation_ros.report import FrameRecord
+from latent_segmentation_ros.report import FrameRecord, _number
 from latent_segmentation_ros.results import CameraResult, GraspCandidate
 
 LOGGER = logging.getLogger(__name__)
@@ -22,26 +22,37 @@ LOGGER = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ScoringConfig:
-    """Settings of the simulated picking metrics (paper Section V-D)."""
+    """The simulated gripper of the double-pick metric (paper Section V-D): circle radius in
+    pixels, circles per image, seed; the defaults are `latent_maskrcnn.metrics`' own."""
 
-    gripper_radius: float = 6.0
-    double_pick_trials: int = 500
+    gripper_radius: int = 8
+    circles: int = 1000
     seed: int = 0
 
+    def gripper(self) -> Any:
+        from latent_maskrcnn.metrics import GripperSimulation
+
+        return GripperSimulation(radius=self.gripper_radius, circles=self.circles, seed=self.seed)
+
     def __post_init__(self) -> None:
-        if not self.gripper_radius > 0:
-            raise ValueError(f"gripper radius must be > 0 pixels, got {self.gripper_radius}")
-        if self.double_pick_trials < 1:
-            raise ValueError(f"double-pick trials must be >= 1, got {self.double_pick_trials}")
+        self.gripper()  # refuses a bad radius or circle count with the reason
+
+
+def image_id_of(stamp_ns: int) -> int:
+    """A per-image id from the stamp, so an image gets the same simulated gripper circles in
+    every evaluation of it (replay, score of its output bag, each p of a sweep)."""
+    return int(stamp_ns) % (2**31 - 1)
 
 
 def prediction_dict(result: CameraResult) -> dict[str, np.ndarray]:
     """A :class:`CameraResult` as the prediction dict of ``latent_maskrcnn.metrics``."""
+    import torch
+
     return {
-        "boxes": np.asarray(result.boxes, dtype=np.float32),
-        "labels": np.asarray(result.labels, dtype=np.int64),
-        "scores": np.asarray(result.scores, dtype=np.float32),
-        "masks": np.asarray(result.masks, dtype=bool),
+        "boxes": torch.as_tensor(np.asarray(result.boxes, dtype=np.float32)),
+        "labels": torch.as_tensor(np.asarray(result.labels, dtype=np.int64)),
+        "scores": torch.as_tensor(np.asarray(result.scores, dtype=np.float32)),
+        "masks": torch.as_tensor(np.asarray(result.masks, dtype=bool)),
     }
 
 
@@ -49,11 +60,13 @@ def truth_dict(masks: np.ndarray) -> dict[str, np.ndarray]:
     """Ground-truth masks [G, H, W] as the ground-truth dict (one class: item = 1)."""
     from latent_segmentation_ros.results import tight_boxes
 
+    import torch
+
     masks = np.asarray(masks, dtype=bool)
     return {
-        "boxes": tight_boxes(masks),
-        "labels": np.ones(masks.shape[0], dtype=np.int64),
-        "masks": masks,
+        "boxes": torch.as_tensor(tight_boxes(masks)),
+        "labels": torch.ones(masks.shape[0], dtype=torch.int64),
+        "masks": torch.as_tensor(masks),
     }
 
 
@@ -85,7 +98,8 @@ class Scorer:
 
     def __init__(self, config: ScoringConfig | None = None, coco_metrics: bool = True) -> None:
         self.config = config or ScoringConfig()
-        # The p sweep needs only the picking metrics; COCO matching is the slow part.
+        self._gripper = self.config.gripper()
+        # The p sweep needs no per-image mAP (pycocotools on RLE masks is the slow part).
         self.coco_metrics = coco_metrics
 
     def score(
@@ -124,22 +138,21 @@ class Scorer:
         prediction, truth = prediction_dict(result), truth_dict(truth_masks)
         record.has_ground_truth = True
         record.num_ground_truth = int(truth_masks.shape[0])
-        if self.coco_metrics:
-            record.mr_at_hp = float(metrics.max_recall_at_high_precision([prediction], [truth]))
-            record.ar_iog = float(metrics.average_recall_iog([prediction], [truth]))
-            record.map = float(metrics.mask_map([prediction], [truth]))
-        rng = np.random.default_rng([self.config.seed, int(stamp_ns) % 2**32])
-        hits, trials = metrics.simulate_double_picks(
-            [prediction["masks"]], [truth_masks], radius=self.config.gripper_radius,
-            num_circles=self.config.double_pick_trials, rng=rng,
+        evaluation = metrics.evaluate_image(
+            prediction, truth, image_id_of(stamp_ns), gripper=self._gripper, keep_rles=self.coco_metrics
         )
-        record.double_pick_hits, record.double_pick_trials = int(hits), int(trials)
-        record.double_pick_rate = hits / trials if trials else None
-        record.predicted_area = int(prediction["masks"].any(axis=0).sum()) if len(prediction["masks"]) else 0
-        record.ground_truth_area = int(truth_masks.any(axis=0).sum()) if len(truth_masks) else 0
-        record.pickable_area = record.predicted_area / record.ground_truth_area if record.ground_truth_area else None
+        record.evaluation = evaluation
+        record.mr_at_hp = _number(metrics.mr_at_hp(evaluation))
+        record.ar_iog = _number(metrics.average_recall(evaluation, "iog"))
+        if self.coco_metrics:
+            record.map = _number(metrics.mask_map(evaluation)["map"])
+        picks = evaluation.picks
+        record.picks, record.double_picks = int(picks.picks), int(picks.double_picks)
+        record.double_pick_rate = _number(metrics.double_pick_rate(picks))
+        record.predicted_area, record.ground_truth_area = int(picks.predicted_area), int(picks.ground_truth_area)
+        record.pickable_area = _number(metrics.pickable_area(picks))
         if chosen is not None:
-            radius = float(cup_radius) if cup_radius is not None else self.config.gripper_radius
+            radius = float(cup_radius) if cup_radius is not None else float(self.config.gripper_radius)
             sealed, touched, double = grasp_against_truth(chosen, radius, truth_masks)
             record.grasp_sealed_cups_on_truth = sealed
             record.grasp_items_touched = touched

@@ -3,8 +3,6 @@ import json
 import shutil
 
 import numpy as np
-import importlib.util
-
 import pytest
 import torch
 from rosbags.rosbag2 import Reader
@@ -26,11 +24,6 @@ from latent_segmentation_ros.synthetic_bag import BagTiming, write_synthetic_bag
 TYPESTORE = get_typestore()
 PIPELINE_ARGS = ["--samples", "2", "--p", "0.5", "--score-threshold", "0.0", "--no-progress"]
 CAMERAS = ("overhead_left", "overhead_right")
-
-# Scoring against ground truth uses latent_maskrcnn.metrics (issue 3).
-NEEDS_METRICS = pytest.mark.skipif(
-    importlib.util.find_spec("latent_maskrcnn.metrics") is None, reason="latent_maskrcnn.metrics is not available yet"
-)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +59,6 @@ def stamp(header):
     return header.stamp.sec * 10**9 + header.stamp.nanosec
 
 
-@NEEDS_METRICS
 def test_output_bag_has_one_array_per_camera_per_pair(replayed, tiny_bag):
     source = {camera: [stamp(m.header) for _, m in read_messages(tiny_bag, [f"/{camera}/image_raw"])] for camera in CAMERAS}
     output = replayed / "output"
@@ -91,12 +83,11 @@ def test_output_bag_has_one_array_per_camera_per_pair(replayed, tiny_bag):
     assert sorted(g.camera for g in grasps) == sorted(CAMERAS * 3)
 
 
-@NEEDS_METRICS
 def test_report_metrics_equal_the_metrics_functions(replayed, tiny_bag):
     from latent_maskrcnn import metrics
 
     from latent_segmentation_ros.image_conversion import message_to_numpy
-    from latent_segmentation_ros.scoring import prediction_dict, truth_dict
+    from latent_segmentation_ros.scoring import image_id_of, prediction_dict, truth_dict
     from latent_segmentation_ros.synthetic_bag import label_image_to_masks
 
     truth = {}
@@ -104,35 +95,37 @@ def test_report_metrics_equal_the_metrics_functions(replayed, tiny_bag):
         truth[(raw.topic.split("/")[1], stamp(message.header))] = label_image_to_masks(message_to_numpy(message))
     rows = {(row["camera"], row["stamp_ns"]): row for row in read_frames(replayed / "frames.jsonl")}
     assert len(rows) == 6
-    predictions, truths = [], []
+    gripper = metrics.GripperSimulation()  # the scorer's default gripper
+    evaluations, picks = [], []
     for raw, message in read_messages(replayed / "output", [f"/{c}/confidence_masks" for c in CAMERAS]):
         key = (message.camera, stamp(message.header))
         prediction = prediction_dict(confidence_mask_array_to_result(message))
-        target = truth_dict(truth[key])
+        evaluation = metrics.evaluate_image(prediction, truth_dict(truth[key]), image_id_of(key[1]), gripper)
         row = rows[key]
         assert row["num_predictions"] == len(prediction["scores"])
-        assert row["num_ground_truth"] == len(target["masks"])
-        assert row["mr_at_hp"] == pytest.approx(metrics.max_recall_at_high_precision([prediction], [target]))
-        assert row["ar_iog"] == pytest.approx(metrics.average_recall_iog([prediction], [target]))
-        assert row["map"] == pytest.approx(metrics.mask_map([prediction], [target]))
-        predictions.append(prediction)
-        truths.append(target)
+        assert row["num_ground_truth"] == len(truth[key])
+        assert row["mr_at_hp"] == pytest.approx(metrics.mr_at_hp(evaluation))
+        assert row["ar_iog"] == pytest.approx(metrics.average_recall(evaluation, "iog"))
+        expected_map = metrics.mask_map(evaluation)["map"]
+        assert row["map"] == (None if np.isnan(expected_map) else pytest.approx(expected_map))
+        assert (row["picks"], row["double_picks"]) == (evaluation.picks.picks, evaluation.picks.double_picks)
+        assert row["pickable_area"] == pytest.approx(metrics.pickable_area(evaluation.picks))
+        evaluations.append(evaluation)
+        picks.append(evaluation.picks)
     report = json.loads((replayed / "report.json").read_text())
     aggregate = report["aggregate"]
     assert aggregate["images_with_ground_truth"] == 6
-    assert aggregate["mr_at_hp"] == pytest.approx(np.mean([rows[k]["mr_at_hp"] for k in rows]))
-    assert aggregate["double_pick_rate"] == pytest.approx(
-        sum(r["double_pick_hits"] for r in rows.values()) / sum(r["double_pick_trials"] for r in rows.values())
-    )
-    assert aggregate["pickable_area"] == pytest.approx(
-        sum(r["predicted_area"] for r in rows.values()) / sum(r["ground_truth_area"] for r in rows.values())
-    )
+    assert aggregate["mr_at_hp"] == pytest.approx(metrics.mr_at_hp(evaluations))
+    assert aggregate["ar_iog"] == pytest.approx(metrics.average_recall(evaluations, "iog"))
+    assert aggregate["map"] == pytest.approx(metrics.average_precision(evaluations, "iou"))
+    expected_rate = metrics.double_pick_rate(picks)
+    assert aggregate["double_pick_rate"] == (None if np.isnan(expected_rate) else pytest.approx(expected_rate))
+    assert aggregate["pickable_area"] == pytest.approx(metrics.pickable_area(picks))
     assert report["counts"]["pairs"] == 3 and report["stopped"] is None
     assert (replayed / "report.md").read_text().startswith("# Replay report")
     assert len(report["worst_frames"]) == 4
 
 
-@NEEDS_METRICS
 def test_score_of_the_output_bag_reproduces_the_replay_report(replayed, tiny_bag, tmp_path):
     assert cli.main(["score", "--predictions", str(replayed / "output"), "--ground-truth", str(tiny_bag),
                      "--out", str(tmp_path / "score")]) == 0
@@ -166,7 +159,6 @@ def test_missing_checkpoint_is_a_clear_error(tiny_bag, tmp_path, capsys):
     assert "absent.safetensors" in capsys.readouterr().err
 
 
-@NEEDS_METRICS
 def test_truncated_bag_keeps_the_frames_evaluated_before(checkpoint, tmp_path, capsys):
     # Large frames so that the MCAP file holds several chunks; the recording is cut at 60 %.
     bag = tmp_path / "bag"
@@ -198,7 +190,6 @@ def corrupt_sqlite_page_of(bag, topic, index):
         handle.write(b"\xff\xff\xff\x7f")
 
 
-@NEEDS_METRICS
 def test_corrupt_bag_keeps_the_frames_evaluated_before(checkpoint, tmp_path, capsys):
     bag = tmp_path / "bag"
     write_synthetic_bag(bag, 8, seed=1, height=64, width=80, storage="sqlite3", timing=BagTiming(drop_probability=0.0))
@@ -216,7 +207,6 @@ def test_corrupt_bag_keeps_the_frames_evaluated_before(checkpoint, tmp_path, cap
         assert reader.topics["/overhead_left/confidence_masks"].message_count == stopped["frame"]
 
 
-@NEEDS_METRICS
 def test_unsupported_encodings_are_counted_and_skipped(tiny_bag, checkpoint, tmp_path):
     bag = tmp_path / "yuv"
     with BagWriter(bag, TYPESTORE, storage="sqlite3") as writer:
@@ -238,7 +228,6 @@ def test_unsupported_encodings_are_counted_and_skipped(tiny_bag, checkpoint, tmp
     assert report["counts"]["pairing"]["pending_at_end"] == [0, 0]
 
 
-@NEEDS_METRICS
 def test_chosen_grasps_are_scored_against_the_ground_truth(tiny_bag, checkpoint, tmp_path):
     from latent_segmentation_ros.image_conversion import message_to_numpy
     from latent_segmentation_ros.messages import grasp_candidate_array_to_list

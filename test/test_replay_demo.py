@@ -1,6 +1,4 @@
 """`latent-seg demo` end to end on a tiny bag and model, and its error without a bundled model."""
-import importlib.util
-
 import pytest
 import torch
 
@@ -10,13 +8,7 @@ from latent_maskrcnn.latent_mask_rcnn import LatentMaskRCNN
 from latent_segmentation_ros import cli
 from latent_segmentation_ros.resources import default_checkpoint
 
-# Scoring against ground truth uses latent_maskrcnn.metrics (issue 3).
-NEEDS_METRICS = pytest.mark.skipif(
-    importlib.util.find_spec("latent_maskrcnn.metrics") is None, reason="latent_maskrcnn.metrics is not available yet"
-)
 
-
-@NEEDS_METRICS
 def test_demo_replays_and_prints_the_report(tmp_path, capsys):
     torch.manual_seed(2)
     checkpoint = tmp_path / "tiny.safetensors"

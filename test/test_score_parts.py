@@ -64,8 +64,8 @@ def test_report_writer_streams_rows_and_keeps_the_worst(tmp_path):
     rgb = np.zeros((8, 8, 3), dtype=np.uint8)
     for index, rate in enumerate([0.0, 0.5, 0.1, 0.3]):
         record = FrameRecord(frame=index, camera="left", stamp_ns=index, num_predictions=1, latency_ms=10.0 + index,
-                             has_ground_truth=True, num_ground_truth=1, double_pick_trials=10,
-                             double_pick_hits=int(rate * 10), double_pick_rate=rate,
+                             has_ground_truth=True, num_ground_truth=1, picks=10,
+                             double_picks=int(rate * 10), double_pick_rate=rate,
                              predicted_area=5, ground_truth_area=10, pickable_area=0.5)
         picture = {"rgb": rgb, "pred_masks": np.zeros((0, 8, 8), bool), "truth_masks": np.ones((1, 8, 8), bool)}
         writer.add(record, picture if writer.wants_picture(record) else None)

@@ -25,7 +25,16 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser, with_mode: bool = Tr
                         help="the two camera image topics (default: %(default)s)")
     parser.add_argument("--slop", type=float, default=None, help="sync slop in seconds (default: the node's, 0.05)")
     parser.add_argument("--queue-size", type=int, default=None, help="sync queue size (default: the node's, 10)")
+    parser.add_argument("--gripper-radius", type=int, default=8,
+                        help="radius in pixels of the simulated gripper circle of the double-pick metric (default 8)")
+    parser.add_argument("--circles", type=int, default=1000, help="simulated gripper circles per image (default 1000)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def scoring_config(args: argparse.Namespace):
+    from latent_segmentation_ros.scoring import ScoringConfig
+
+    return ScoringConfig(gripper_radius=args.gripper_radius, circles=args.circles)
 
 
 def sync_policy(args: argparse.Namespace):
@@ -58,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         options = ReplayOptions(
             bag=args.bag, out_dir=args.out, image_topics=tuple(args.topics), sync=sync_policy(args),
             output_storage=args.storage, worst_frames=args.worst_frames, progress=not args.no_progress,
-            max_pairs=args.max_pairs,
+            max_pairs=args.max_pairs, scoring=scoring_config(args),
         )
         setup = build_pair_processor(
             args.checkpoint, mode=args.mode, p=args.p, samples=args.samples,

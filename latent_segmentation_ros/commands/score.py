@@ -10,8 +10,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--predictions", required=True, help="bag with ConfidenceMaskArray (and GraspCandidateArray) topics")
     parser.add_argument("--ground-truth", required=True, help="bag with /<camera>/ground_truth mono16 label images")
     parser.add_argument("--out", required=True, help="folder for report.json, report.md and the overlays")
-    parser.add_argument("--gripper-radius", type=float, default=6.0, help="simulated gripper radius in pixels (default 6)")
-    parser.add_argument("--double-pick-trials", type=int, default=500, help="simulated picks per image (default 500)")
+    parser.add_argument("--gripper-radius", type=int, default=8, help="simulated gripper circle radius in pixels (default 8)")
+    parser.add_argument("--circles", type=int, default=1000, help="simulated gripper circles per image (default 1000)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from latent_segmentation_ros.scoring import ScoringConfig, score_bag
 
     try:
-        config = ScoringConfig(gripper_radius=args.gripper_radius, double_pick_trials=args.double_pick_trials)
+        config = ScoringConfig(gripper_radius=args.gripper_radius, circles=args.circles)
         report = score_bag(args.predictions, args.ground_truth, args.out, config)
     except (BagError, ValueError) as error:
         print(f"score: {error}", file=sys.stderr)

@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from latent_segmentation_ros.bag_io import BagError
-    from latent_segmentation_ros.commands.replay import sync_policy
+    from latent_segmentation_ros.commands.replay import scoring_config, sync_policy
     from latent_segmentation_ros.replay import build_pair_processor
     from latent_segmentation_ros.sweep import DEFAULT_PS, SweepOptions, recommendation, sweep_p, sweep_table
     from latent_segmentation_ros.synthetic_bag import camera_of_topic
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         options = SweepOptions(
             bag=args.bag, out_dir=args.out, ps=args.ps or DEFAULT_PS, target_double_pick=args.target_double_pick,
             include_prior_mean=not args.no_prior_mean, image_topics=tuple(args.topics), sync=sync_policy(args),
-            progress=not args.no_progress, max_pairs=args.max_pairs,
+            progress=not args.no_progress, max_pairs=args.max_pairs, scoring=scoring_config(args),
         )
         setup = build_pair_processor(
             args.checkpoint, samples=args.samples, score_threshold=args.score_threshold, device=args.device,
