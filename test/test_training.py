@@ -205,6 +205,9 @@ def test_train_command_baseline_and_bad_input(tmp_path, tiny_data, capsys):
     assert read_config(tmp_path / "run_baseline" / FINAL_MODEL).latent_dim == 0
     assert not (tmp_path / "run").exists()
     assert baseline_config(load_config(config)).model["latent_dim"] == 0
+    assert cli.main(["train", "--config", config, "--baseline", "--resume", "--no-progress", "schedule.steps=3"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["steps"] == 3 and summary["resumed_from"] == 2
 
     assert cli.main(["train", "--config", config, "schedule.stepz=3"]) == 2
     assert "schedule.stepz" in capsys.readouterr().err

@@ -12,8 +12,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="config overrides, e.g. schedule.steps=2000 model.latent_dim=32")
     parser.add_argument("--baseline", action="store_true",
                         help="plain MaskRCNN with the same recipe (latent_dim=0), written to <run.output_dir>_baseline")
-    parser.add_argument("--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
-                        help="continue the run in run.output_dir (or from the given checkpoint or run folder)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in run.output_dir from its latest checkpoint")
+    parser.add_argument("--resume-from", metavar="CHECKPOINT",
+                        help="continue from this checkpoint folder (or run folder), writing to run.output_dir")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -34,7 +35,10 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config, args.overrides)
         if args.baseline:
             config = baseline_config(config)
-        result = train(config, resume=args.resume, progress=not args.no_progress)
+        if args.resume and args.resume_from:
+            raise ConfigError("give either --resume or --resume-from, not both")
+        resume = args.resume_from or (True if args.resume else None)
+        result = train(config, resume=resume, progress=not args.no_progress)
     except (ConfigError, DatasetError, ResumeError, CheckpointError) as error:
         print(f"train: {error}", file=sys.stderr)
         return 2
