@@ -123,6 +123,7 @@ def sweep_p(options: SweepOptions, setup: PairSetup) -> dict[str, Any]:
             "mode": PRIOR_MEAN if key == PRIOR_MEAN else "confidence_mask",
             "double_pick_rate": summary["double_pick_rate"],
             "pickable_area": summary["pickable_area"],
+            "mr_at_hp": summary["mr_at_hp"],
             "mean_sealed_cups": summary["mean_sealed_cups"],
             "mean_sealed_cups_on_truth": summary["mean_sealed_cups_on_truth"],
             "grasp_double_pick_rate": summary["grasp_double_pick_rate"],
@@ -158,13 +159,13 @@ def sweep_table(result: dict[str, Any]) -> str:
         return "n/a" if value is None else f"{value:.{digits}f}"
 
     lines = [
-        "| p | double-pick rate | pickable area | mean sealed cups | grasp double picks |",
-        "| --- | --- | --- | --- | --- |",
+        "| p | double-pick rate | pickable area | MR@HP | mean sealed cups | grasp double picks |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for row in result["rows"]:
         name = "prior mean" if row["p"] is None else f"{row['p']:.2f}"
         lines.append(
-            f"| {name} | {pct(row['double_pick_rate'])} | {num(row['pickable_area'])} | "
+            f"| {name} | {pct(row['double_pick_rate'])} | {num(row['pickable_area'])} | {num(row['mr_at_hp'])} | "
             f"{num(row['mean_sealed_cups'], 2)} | {pct(row['grasp_double_pick_rate'])} |"
         )
     return "\n".join(lines)
