@@ -51,6 +51,9 @@ _LAZY_EXPORTS = {
     "roc_auc": "metrics",
     "GripperSimulation": "double_pick",
     "simulate_picks": "double_pick",
+    "EvaluationSettings": "evaluation",
+    "run_methods": "evaluation",
+    "write_report": "evaluation",
 }
 
 

@@ -1,0 +1,76 @@
+"""`latent-seg evaluate`: the paper's Table I / III and Fig. 5 / 8 for a checkpoint on COCO data."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "evaluate a checkpoint (and a MaskRCNN baseline) on COCO data: Table I/III, Fig. 5/8, sample grid"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="Latent-MaskRCNN checkpoint (.safetensors)")
+    parser.add_argument("--data", required=True,
+                        help="data folder as written by make-dataset (annotations.json and images/)")
+    parser.add_argument("--baseline", help="MaskRCNN checkpoint (a model saved with latent_dim=0) for the MaskRCNN rows")
+    parser.add_argument("--out", required=True, help="output folder for results.json, results.md and the PNGs")
+    parser.add_argument("--annotations", help="annotation file (default DATA/annotations.json)")
+    parser.add_argument("--images", help="image folder (default DATA/images)")
+    parser.add_argument("--samples", type=int, default=8, help="K, latent samples per image (default 8)")
+    parser.add_argument("--p", type=float, default=0.9, help="confidence requirement of the table rows (default 0.9)")
+    parser.add_argument("--p-values", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0",
+                        help="comma-separated p values for Fig. 5 and Fig. 8 (default 0.1 to 1.0)")
+    parser.add_argument("--score-threshold", type=float, default=0.1, help="detections kept above this score (default 0.1)")
+    parser.add_argument("--iou-threshold", type=float, default=0.5, help="Union-NMS IoU threshold (default 0.5)")
+    parser.add_argument("--gripper-radius", type=int, default=8, help="simulated gripper circle radius in pixels (default 8)")
+    parser.add_argument("--circles", type=int, default=1000, help="simulated gripper circles per image (default 1000)")
+    parser.add_argument("--max-images", type=int, help="evaluate only the first N images")
+    parser.add_argument("--grid-images", type=int, default=3, help="images in samples.png (default 3)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the latent samples and gripper circles (default 0)")
+    parser.add_argument("--device", default=None, help="torch device (default cuda when available, else cpu)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    from latent_maskrcnn.checkpoint import CheckpointError, load_model
+    from latent_maskrcnn.data import CocoInstanceDataset, DatasetError
+    from latent_maskrcnn.evaluation import EvaluationSettings, run_methods, write_report
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.threads is not None:
+        if args.threads < 1:
+            print("evaluate: --threads must be at least 1", file=sys.stderr)
+            return 2
+        torch.set_num_threads(args.threads)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    data = Path(args.data)
+    try:
+        p_values = tuple(float(value) for value in args.p_values.split(",") if value.strip())
+        settings = EvaluationSettings(
+            num_samples=args.samples,
+            seed=args.seed,
+            p=args.p,
+            p_values=p_values,
+            score_threshold=args.score_threshold,
+            iou_threshold=args.iou_threshold,
+            gripper_radius=args.gripper_radius,
+            circles=args.circles,
+            grid_images=args.grid_images,
+            max_images=args.max_images,
+        )
+        dataset = CocoInstanceDataset(args.annotations or data / "annotations.json", args.images or data / "images")
+        model = load_model(args.checkpoint, device=device)
+        baseline = None if args.baseline is None else load_model(args.baseline, device=device)
+        run_result = run_methods(model, dataset, baseline, settings, progress=not args.no_progress)
+        report = write_report(run_result, args.out, args.checkpoint, str(data), args.baseline)
+    except (ValueError, CheckpointError, DatasetError) as error:  # DatasetError is a ValueError too
+        print(f"evaluate: {error}", file=sys.stderr)
+        return 2
+    print((Path(args.out) / "results.md").read_text())
+    print(f"results: {Path(args.out) / 'results.json'}")
+    return 0

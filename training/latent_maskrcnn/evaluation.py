@@ -1,0 +1,320 @@
+"""`latent-seg evaluate`: the paper's Table I, Table III, Fig. 5 and Fig. 8 on a COCO data set.
+
+The network runs once per image: K samples (seeded per image) and the prior-mean prediction of
+the Latent-MaskRCNN checkpoint, and one prediction of the MaskRCNN baseline checkpoint (a
+model saved with ``latent_dim = 0``). The K samples are prepared once and re-aggregated for
+Union-NMS and for every p, so every method sees exactly the same samples. Each method has its
+own `DatasetMetrics`; the data-set numbers pool the per-image matches (see `metrics`).
+
+Output folder: ``results.json``, ``results.md`` (tables), ``fig5_double_pick.png``,
+``fig8_score_quality.png`` and ``samples.png`` (image, ground truth, MaskRCNN, latent samples,
+confidence masks for the first images).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from latent_maskrcnn.aggregate import aggregate, prepare_prediction_samples
+from latent_maskrcnn.double_pick import GripperSimulation
+from latent_maskrcnn.metrics import DatasetMetrics
+from latent_maskrcnn.prepared_samples import validate_p
+
+LOG = logging.getLogger(__name__)
+
+P_VALUES = tuple(round(0.1 * i, 1) for i in range(1, 11))
+TABLE_METHODS = (
+    ("maskrcnn", "MaskRCNN"),
+    ("latent_union_nms", "Latent Union NMS"),
+    ("latent_confidence_mask", "Latent Confidence Mask"),
+    ("latent_prior_mean", "Latent Prior Mean"),
+)
+# The paper's numbers on Apparel-5k, for the side-by-side reading in the report.
+PAPER_TABLE_1_APPAREL = {
+    "maskrcnn": (23.6, 39.9, 26.9),
+    "latent_union_nms": (13.6, 61.4, 34.1),
+    "latent_confidence_mask": (42.4, 41.8, 35.1),
+    "latent_prior_mean": (26.9, 49.4, 34.3),
+}
+PAPER_TABLE_3_APPAREL = {"maskrcnn": 0.7756, "latent_confidence_mask": 0.9435}
+
+
+@dataclass
+class EvaluationSettings:
+    """What `evaluate` varies; the defaults are the paper's (K = 8, p = 0.9, tau = 0.1)."""
+
+    num_samples: int = 8
+    seed: int = 0
+    p: float = 0.9
+    p_values: tuple[float, ...] = P_VALUES
+    score_threshold: float = 0.1
+    iou_threshold: float = 0.5
+    gripper_radius: int = 8
+    circles: int = 1000
+    grid_images: int = 3
+    grid_samples: int = 3
+    max_images: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.num_samples, bool) or not isinstance(self.num_samples, int) or self.num_samples < 1:
+            raise ValueError(f"num_samples must be a positive integer, got {self.num_samples!r}")
+        validate_p(self.p)
+        self.p_values = tuple(sorted({validate_p(p) for p in self.p_values} | {float(self.p)}))
+        if self.max_images is not None and self.max_images < 1:
+            raise ValueError(f"max_images must be at least 1, got {self.max_images}")
+        if self.grid_images < 0 or self.grid_samples < 0:
+            raise ValueError("grid_images and grid_samples must not be negative")
+        GripperSimulation(self.gripper_radius, self.circles, self.seed)  # validates
+
+    @property
+    def gripper(self) -> GripperSimulation:
+        return GripperSimulation(radius=self.gripper_radius, circles=self.circles, seed=self.seed)
+
+
+@dataclass
+class GridRow:
+    """What the sample picture shows for one image (CPU tensors)."""
+
+    image: torch.Tensor
+    ground_truth: torch.Tensor
+    maskrcnn: torch.Tensor | None
+    samples: list[torch.Tensor]
+    confidence: torch.Tensor
+
+
+@dataclass
+class EvaluationRun:
+    """Per-method metrics plus what the pictures need."""
+
+    settings: EvaluationSettings
+    metrics: dict[str, DatasetMetrics] = field(default_factory=dict)
+    grid: list[GridRow] = field(default_factory=list)
+    images: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _p_key(p: float) -> str:
+    return f"confidence_mask_p{p:.2f}"
+
+
+def _cpu_masks(prediction: dict) -> torch.Tensor:
+    return prediction["masks"].detach().to("cpu")
+
+
+def run_methods(
+    model,
+    dataset: Sequence,
+    baseline=None,
+    settings: EvaluationSettings | None = None,
+    progress: bool = True,
+) -> EvaluationRun:
+    """Predict every image of ``dataset`` (items ``(image [3, H, W], target)`` with bool-able
+    ``masks`` and ``labels``) with every method and accumulate the metrics."""
+    from tqdm import tqdm
+
+    settings = settings or EvaluationSettings()
+    if getattr(model, "latent_dim", 1) == 0:
+        raise ValueError(
+            "the checkpoint is a plain MaskRCNN (latent_dim = 0): evaluate needs a Latent-MaskRCNN "
+            "checkpoint; give the MaskRCNN one as the baseline"
+        )
+    if baseline is not None and getattr(baseline, "latent_dim", 0) != 0:
+        LOG.warning("the baseline has latent_dim = %s: its prior-mean prediction stands in for MaskRCNN",
+                    baseline.latent_dim)
+    names = ["latent_union_nms", "latent_confidence_mask", "latent_prior_mean"]
+    names += [_p_key(p) for p in settings.p_values]
+    if baseline is not None:
+        names.insert(0, "maskrcnn")
+    run = EvaluationRun(settings, {name: DatasetMetrics(settings.gripper) for name in names})
+    count = len(dataset) if settings.max_images is None else min(len(dataset), settings.max_images)
+    network = aggregation = scoring = 0.0
+    device = next(model.parameters()).device
+    for index in tqdm(range(count), desc="evaluate", unit="image", disable=not progress):
+        image, target = dataset[index]
+        image_id = int(target["image_id"]) if "image_id" in target else index
+        truth = {"masks": target["masks"].to(torch.bool).cpu(), "labels": target["labels"].cpu()}
+        start = time.perf_counter()
+        images = [image.to(device)]
+        samples = model.sample(images, num_samples=settings.num_samples, seed=settings.seed + index)[0]
+        prior = model.sample(images, num_samples=1, mode="prior_mean")[0]
+        plain = None if baseline is None else baseline.sample(
+            [image.to(next(baseline.parameters()).device)], num_samples=1, mode="prior_mean")[0]
+        network += time.perf_counter() - start
+
+        start = time.perf_counter()
+        prepared = prepare_prediction_samples(samples, settings.score_threshold)
+        predictions = {
+            "latent_union_nms": aggregate(prepared, "union_nms", iou_threshold=settings.iou_threshold,
+                                          score_threshold=settings.score_threshold),
+            "latent_prior_mean": aggregate(prior, "prior_mean", score_threshold=settings.score_threshold),
+        }
+        for p in settings.p_values:
+            predictions[_p_key(p)] = aggregate(prepared, "confidence_mask", p=p, score_threshold=settings.score_threshold)
+        predictions["latent_confidence_mask"] = predictions[_p_key(settings.p)]
+        if plain is not None:
+            predictions["maskrcnn"] = aggregate(plain, "prior_mean", score_threshold=settings.score_threshold)
+        aggregation += time.perf_counter() - start
+
+        start = time.perf_counter()
+        for name, prediction in predictions.items():
+            run.metrics[name].add({key: value.detach().cpu() for key, value in prediction.items()}, truth, image_id)
+        scoring += time.perf_counter() - start
+        if len(run.grid) < settings.grid_images:
+            shown = [_cpu_masks(s)[s["scores"].cpu() > settings.score_threshold] for s in samples[: settings.grid_samples]]
+            run.grid.append(GridRow(
+                image=image.detach().cpu(),
+                ground_truth=truth["masks"],
+                maskrcnn=None if plain is None else _cpu_masks(predictions["maskrcnn"]),
+                samples=shown,
+                confidence=_cpu_masks(predictions["latent_confidence_mask"]),
+            ))
+    run.images = count
+    run.seconds = {"network": round(network, 3), "aggregation": round(aggregation, 3), "metrics": round(scoring, 3)}
+    return run
+
+
+def _percent(value: float | None) -> float | None:
+    return None if value is None else round(100.0 * value, 2)
+
+
+def tables(summaries: dict[str, dict], settings: EvaluationSettings) -> dict:
+    """Table I, Table III and the data behind Fig. 5 and Fig. 8 from the method summaries."""
+    table_1 = [
+        {
+            "method": label,
+            "key": key,
+            "mr_at_hp": _percent(summaries[key]["mr_at_hp"]),
+            "ar_iog": _percent(summaries[key]["ar_iog"]),
+            "map": _percent(summaries[key]["map"]),
+            "paper_apparel_5k": dict(zip(("mr_at_hp", "ar_iog", "map"), PAPER_TABLE_1_APPAREL[key])),
+        }
+        for key, label in TABLE_METHODS
+        if key in summaries
+    ]
+    table_3 = [
+        {"method": label, "key": key, "roc_auc": summaries[key]["roc_auc"], "paper_apparel_5k": PAPER_TABLE_3_APPAREL[key]}
+        for key, label in (("maskrcnn", "MaskRCNN"), ("latent_confidence_mask", "Confidence Mask"))
+        if key in summaries
+    ]
+    curve = [
+        {
+            "p": p,
+            "double_pick_rate": summaries[_p_key(p)]["double_pick_rate"],
+            "pickable_area": summaries[_p_key(p)]["pickable_area"],
+            "iop95_fraction": summaries[_p_key(p)]["iop95_fraction"],
+            "predictions": summaries[_p_key(p)]["predictions"],
+        }
+        for p in settings.p_values
+    ]
+    points = {
+        key: {
+            "double_pick_rate": summaries[key]["double_pick_rate"],
+            "pickable_area": summaries[key]["pickable_area"],
+            "iop95_fraction": summaries[key]["iop95_fraction"],
+        }
+        for key in ("maskrcnn", "latent_prior_mean", "latent_union_nms")
+        if key in summaries
+    }
+    return {"table_1": table_1, "table_3": table_3, "confidence_mask_curve": curve, "reference_points": points}
+
+
+def _cell(value, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown(report: dict) -> str:
+    """The tables of ``report`` as Markdown."""
+    lines = [
+        "# Evaluation",
+        "",
+        f"Checkpoint `{report['checkpoint']}`, baseline `{report.get('baseline') or 'none'}`, "
+        f"data `{report['data']}` ({report['images']} images), K = {report['settings']['num_samples']}, "
+        f"p = {report['settings']['p']}, score threshold {report['settings']['score_threshold']}.",
+        "",
+        "## Table I (percent; the paper's Apparel-5k numbers in brackets)",
+        "",
+        "| Method | MR@HP | AR (IoG) | mAP |",
+        "| --- | --- | --- | --- |",
+    ]
+    for row in report["table_1"]:
+        paper = row["paper_apparel_5k"]
+        lines.append(
+            f"| {row['method']} | {_cell(row['mr_at_hp'], 1)} ({paper['mr_at_hp']}) | "
+            f"{_cell(row['ar_iog'], 1)} ({paper['ar_iog']}) | {_cell(row['map'], 1)} ({paper['map']}) |"
+        )
+    lines += ["", "## Table III: ROC AUC of the scores for IoU >= 0.5", "", "| Method | ROC AUC | paper (Apparel-5k) |", "| --- | --- | --- |"]
+    for row in report["table_3"]:
+        lines.append(f"| {row['method']} | {_cell(row['roc_auc'])} | {row['paper_apparel_5k']} |")
+    lines += [
+        "",
+        "## Fig. 5 and Fig. 8 data: confidence masks for each p",
+        "",
+        "| p | double-pick rate | pickable area | IoP > 0.95 | predictions |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in report["confidence_mask_curve"]:
+        lines.append(
+            f"| {row['p']:.2f} | {_cell(row['double_pick_rate'])} | {_cell(row['pickable_area'])} | "
+            f"{_cell(row['iop95_fraction'])} | {row['predictions']} |"
+        )
+    for key, point in report["reference_points"].items():
+        lines.append(
+            f"| {key} | {_cell(point['double_pick_rate'])} | {_cell(point['pickable_area'])} | "
+            f"{_cell(point['iop95_fraction'])} | |"
+        )
+    lines += ["", "## Pictures", ""] + [f"- `{name}`" for name in report["files"]["pictures"]] + [""]
+    return "\n".join(lines)
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def write_report(run: EvaluationRun, out_dir: str | Path, checkpoint: str, data: str, baseline: str | None = None) -> dict:
+    """Summaries, tables, pictures, ``results.json`` and ``results.md`` in ``out_dir``."""
+    from latent_maskrcnn.evaluation_plots import plot_double_pick, plot_sample_grid, plot_score_quality
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    summaries = {name: metrics.summary() for name, metrics in run.metrics.items()}
+    report = {
+        "checkpoint": str(checkpoint),
+        "baseline": None if baseline is None else str(baseline),
+        "data": str(data),
+        "images": run.images,
+        "settings": asdict(run.settings),
+        **tables(summaries, run.settings),
+        "methods": summaries,
+    }
+    pictures = []
+    plot_double_pick(report, out / "fig5_double_pick.png")
+    pictures.append("fig5_double_pick.png")
+    plot_score_quality(report, run.metrics, out / "fig8_score_quality.png")
+    pictures.append("fig8_score_quality.png")
+    if run.grid:
+        plot_sample_grid(run.grid, out / "samples.png")
+        pictures.append("samples.png")
+    report["files"] = {"json": "results.json", "markdown": "results.md", "pictures": pictures}
+    report["seconds"] = {**run.seconds, "summaries_and_plots": round(time.perf_counter() - start, 3)}
+    report = _json_safe(report)
+    (out / "results.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+    (out / "results.md").write_text(markdown(report))
+    return report
