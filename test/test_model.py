@@ -279,3 +279,15 @@ def test_other_small_backbone_trains_and_samples(backbone):
     sum(losses.values()).backward()
     samples = model.sample(images, num_samples=2, seed=0)
     check_prediction(samples[0][1], 64, 80)
+
+
+def test_prior_for_images_is_what_sample_draws_from(model):
+    images = make_images()
+    with torch.no_grad():
+        prior = model.prior_for_images(images)
+    assert prior.mean.shape == (2, 16) and prior.logvar.shape == (2, 16)
+    # prior_mean mode decodes exactly the prior mean: the reference decoder on it agrees.
+    means = model.sample(images, mode="prior_mean")
+    reference = model.decode_reference(images, prior.mean[:, None])
+    for mine, theirs in zip(means, reference):
+        torch.testing.assert_close(mine[0]["boxes"], theirs[0]["boxes"], atol=1e-4, rtol=0)

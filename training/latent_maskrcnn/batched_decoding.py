@@ -279,8 +279,11 @@ def detect_for_codes(
         probs = []
         for start in range(0, mask_rois.count, MASK_HEAD_CHUNK):
             stop = min(start + MASK_HEAD_CHUNK, mask_rois.count)
-            pooled = mask_rois.pool(start, stop).permute(0, 2, 3, 1).contiguous()
-            hidden = conv_relu_stack_nhwc(roi_heads.mask_head, pooled)
+            pooled = mask_rois.pool(start, stop)
+            if pooled.device.type == "cpu":
+                hidden = conv_relu_stack_nhwc(roi_heads.mask_head, pooled.permute(0, 2, 3, 1).contiguous())
+            else:  # GPU libraries choose their own fast convolution algorithms
+                hidden = roi_heads.mask_head(pooled).permute(0, 2, 3, 1).contiguous()
             probs.append(mask_probs_for_labels(roi_heads.mask_predictor, hidden, all_labels[start:stop]))
         size = roi_heads.mask_roi_pool.output_size[0] * 2
         probs = torch.cat(probs) if probs else shared["0"].new_zeros((0, 1, size, size))

@@ -164,6 +164,12 @@ class LatentMaskRCNN(nn.Module):
             raise ValueError("a model with latent_dim = 0 has no prior")
         return self.prior(features, image_list.image_sizes, tuple(image_list.tensors.shape[-2:]))
 
+    def prior_for_images(self, images: list[Tensor]) -> DiagonalGaussian:
+        """p(z|x) for each image (mean and log-variance ``[B, D]``), without decoding."""
+        _check_images(images)
+        image_list, _, features = self.preprocess(images)
+        return self.prior_distribution(image_list, features)
+
     # ------------------------------------------------------------------ training
     def forward(
         self,

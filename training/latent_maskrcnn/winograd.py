@@ -27,7 +27,7 @@ _BT = ((1.0, 0.0, -1.0, 0.0), (0.0, 1.0, 1.0, 0.0), (0.0, -1.0, 1.0, 0.0), (0.0,
 _AT = ((1.0, 1.0, 1.0, 0.0), (0.0, 1.0, -1.0, -1.0))
 # RoIs per step: the transformed tiles of a step stay in cache (memory traffic, not
 # arithmetic, bounds the transforms), while the 16 matrix products stay large enough.
-CHUNK = 16
+CHUNK = 32
 
 
 def _pairs(x: Tensor, dim: int, tiles: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
