@@ -152,20 +152,14 @@ FIELD_STRIDE = 4
 
 
 @lru_cache(maxsize=512)
-def _interpolation_matrix(size: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sample positions every ``stride`` (and the last one) and the [size, samples] matrix of
-    linear weights that rebuilds every position from them."""
+def _interpolation(size: int, stride: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sample positions every ``stride`` (and the last one), and for every position the left
+    sample and the linear weight of the right one."""
     positions = np.unique(np.concatenate([np.arange(0, size, stride), [size - 1]]))
-    weights = np.zeros((size, len(positions)), dtype=np.float32)
-    if len(positions) == 1:
-        weights[:, 0] = 1
-        return positions, weights
     target = np.arange(size)
     left = np.clip(np.searchsorted(positions, target, side="right") - 1, 0, len(positions) - 2)
-    t = (target - positions[left]) / (positions[left + 1] - positions[left])
-    weights[target, left] = 1 - t
-    weights[target, left + 1] = t
-    return positions, weights
+    weight = ((target - positions[left]) / (positions[left + 1] - positions[left])).astype(np.float32)
+    return positions, left, weight
 
 
 def _sample_grid(grid: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -190,10 +184,12 @@ def smooth_field(grid: np.ndarray, u: np.ndarray, v: np.ndarray, stride: int = F
     invisible for fields this smooth and several times faster."""
     if u.ndim != 2 or stride <= 1 or min(u.shape) <= 2 * stride:
         return _sample_grid(grid, u, v)
-    rows, row_weights = _interpolation_matrix(u.shape[0], stride)
-    cols, col_weights = _interpolation_matrix(u.shape[1], stride)
+    rows, row_left, row_weight = _interpolation(u.shape[0], stride)
+    cols, col_left, col_weight = _interpolation(u.shape[1], stride)
     coarse = _sample_grid(grid, u[np.ix_(rows, cols)], v[np.ix_(rows, cols)])
-    return row_weights @ coarse @ col_weights.T
+    # separable linear interpolation by gathers (tiny BLAS products would spin up threads)
+    tall = coarse[row_left] * (1 - row_weight)[:, None] + coarse[row_left + 1] * row_weight[:, None]
+    return tall[:, col_left] * (1 - col_weight) + tall[:, col_left + 1] * col_weight
 
 
 def _band(t: np.ndarray, duty: float, softness: float = 0.08) -> np.ndarray:
@@ -204,16 +200,16 @@ def _band(t: np.ndarray, duty: float, softness: float = 0.08) -> np.ndarray:
 
 
 def print_colour(look: Look, lx: np.ndarray, ly: np.ndarray) -> np.ndarray:
-    """RGB [h, w, 3] of the print (before shading) at item-frame coordinates."""
-    base, second = look.base, look.second
+    """RGB planes [3, h, w] of the print (before shading) at item-frame coordinates."""
+    base, second = look.base[:, None, None], look.second[:, None, None]
     px, py = look.period
     if look.texture == "plain":
-        return np.broadcast_to(base, lx.shape + (3,)).copy()
+        return np.broadcast_to(base, (3,) + lx.shape).copy()
     if look.texture in ("stripes", "plaid"):
-        c, s = np.cos(look.texture_angle), np.sin(look.texture_angle)
-        along = _band((c * lx + s * ly) / px, look.duty)
+        c, s = np.float32(np.cos(look.texture_angle)), np.float32(np.sin(look.texture_angle))
+        along = _band((c * lx + s * ly) / np.float32(px), look.duty)
         if look.texture == "plaid":
-            across = _band((-s * lx + c * ly) / py, look.duty)
+            across = _band((-s * lx + c * ly) / np.float32(py), look.duty)
             weight = 0.5 * (along + across)
         else:
             weight = along
@@ -221,7 +217,7 @@ def print_colour(look: Look, lx: np.ndarray, ly: np.ndarray) -> np.ndarray:
         fx = (lx / px - np.floor(lx / px) - 0.5) * px
         fy = (ly / py - np.floor(ly / py) - 0.5) * py
         radius = 0.3 * min(px, py) * (0.6 + look.duty)
-        weight = np.clip((radius - np.hypot(fx, fy)) / (0.1 * radius) + 0.5, 0.0, 1.0)
+        weight = np.clip((radius - np.sqrt(fx * fx + fy * fy)) / (0.1 * radius) + 0.5, 0.0, 1.0)
     elif look.texture == "mottled":
         u = (lx / look.extent + 1) / 2
         v = (ly / look.extent + 1) / 2
@@ -232,8 +228,8 @@ def print_colour(look: Look, lx: np.ndarray, ly: np.ndarray) -> np.ndarray:
         inside = (np.abs(lx - cx) < hx) & (np.abs(ly - cy) < hy)
         bars = _band((ly - cy) / (hy / 2.5), 0.45) * (np.abs(lx - cx) < hx * 0.75)
         weight = inside * (1.0 - 0.8 * bars)
-    weight = weight.astype(np.float32)[..., None]
-    return base * (1 - weight) + second * weight
+    weight = weight.astype(np.float32, copy=False)[None]
+    return base + (second - base) * weight
 
 
 def shade_item(
@@ -245,39 +241,42 @@ def shade_item(
     glint_shift: tuple[float, float],
 ) -> np.ndarray:
     """Colour of a bag at item-frame coordinates: print, wrinkles, welded edge, glints and
-    (optionally) the boundary-like glare stripe. ``distance`` is the outline's signed distance."""
+    (optionally) the boundary-like glare stripe, as RGB planes [3, h, w]. ``distance`` is the
+    outline's signed distance."""
     colour = print_colour(look, lx, ly)
     u = (lx / look.extent + 1) / 2
     v = (ly / look.extent + 1) / 2
-    colour *= (1 + look.wrinkle_amplitude * smooth_field(look.wrinkle, u, v))[..., None]
+    colour *= (1 + look.wrinkle_amplitude * smooth_field(look.wrinkle, u, v))[None]
     edge_width = np.float32(max(2.5 * pixel, 0.008))
     edge = np.clip(1 + distance / edge_width, 0.0, 1.0)
-    colour += (look.edge_tone * edge)[..., None]
+    colour += (look.edge_tone * edge)[None]
     highlight = np.zeros(lx.shape, np.float32)
+    shift_x, shift_y = np.float32(glint_shift[0]), np.float32(glint_shift[1])
     for gx, gy, rx, ry, strength in look.glints:
-        q = ((lx - (gx + glint_shift[0])) / rx) ** 2 + ((ly - (gy + glint_shift[1])) / ry) ** 2
+        q = ((lx - (gx + shift_x)) / rx) ** 2 + ((ly - (gy + shift_y)) / ry) ** 2
         highlight = np.maximum(highlight, strength * np.exp(-q))
     if look.stripe is not None:
         angle, offset, half_width = look.stripe
-        across = np.cos(angle) * lx + np.sin(angle) * ly - offset
+        across = np.float32(np.cos(angle)) * lx + np.float32(np.sin(angle)) * ly - np.float32(offset)
         soft = np.float32(max(0.7 * pixel, 0.002))
         band = np.clip((half_width - np.abs(across)) / soft + 0.5, 0.0, 1.0)
         highlight = np.maximum(highlight, 0.9 * band)
         crease = np.exp(-(((across - half_width - 1.5 * pixel) / (1.2 * pixel)) ** 2))
-        colour *= (1 - 0.45 * crease)[..., None]
-    colour += (1 - colour) * highlight[..., None]
+        colour *= (1 - 0.45 * crease)[None]
+    colour += (1 - colour) * highlight[None]
     return colour
 
 
 def tote_background(tote: ToteLook, x: np.ndarray, y: np.ndarray, aspect: float) -> np.ndarray:
-    """The empty tote: a mottled floor, darker shaded walls, the cell floor outside."""
+    """The empty tote as RGB planes [3, H, W]: a mottled floor, darker shaded walls, the cell
+    floor outside."""
     mottle = 1 + 0.06 * smooth_field(tote.mottle, x / np.float32(aspect), y)
     edge_distance = np.minimum(np.minimum(x, aspect - x), np.minimum(y, 1 - y))
     wall = np.clip(1 - edge_distance / np.float32(tote.wall_width), 0.0, 1.0)
     floor_weight = mottle * (1 - wall)
     wall_weight = (0.75 + 0.25 * (1 - wall)) * wall
-    colour = floor_weight[..., None] * tote.floor + wall_weight[..., None] * tote.wall
+    colour = tote.floor[:, None, None] * floor_weight[None] + tote.wall[:, None, None] * wall_weight[None]
     outside = edge_distance < 0
     if outside.any():
-        colour[outside] = tote.outside
+        colour[:, outside] = tote.outside[:, None]
     return colour.astype(np.float32, copy=False)

@@ -17,23 +17,27 @@ BLUR_SIGMA = 0.5
 
 
 def _pixel_box(item: Item, inverse: np.ndarray, height: int, width: int, pad_tote: float) -> tuple[slice, slice] | None:
-    cx, cy = item.shape.center
-    r = item.shape.radius + pad_tote
-    px, py = apply_homography(inverse, np.array([cx - r, cx + r, cx - r, cx + r]), np.array([cy - r, cy - r, cy + r, cy + r]))
-    x0, x1 = int(max(0, np.floor(px.min()) - 1)), int(min(width, np.ceil(px.max()) + 1))
-    y0, y1 = int(max(0, np.floor(py.min()) - 1)), int(min(height, np.ceil(py.max()) + 1))
-    if x0 >= x1 or y0 >= y1:
+    x0, y0, x1, y1 = item.shape.bounds(pad_tote)
+    px, py = apply_homography(inverse, np.array([x0, x1, x0, x1]), np.array([y0, y0, y1, y1]))
+    left, right = int(max(0, np.floor(px.min()) - 1)), int(min(width, np.ceil(px.max()) + 1))
+    top, bottom = int(max(0, np.floor(py.min()) - 1)), int(min(height, np.ceil(py.max()) + 1))
+    if left >= right or top >= bottom:
         return None
-    return slice(y0, y1), slice(x0, x1)
+    return slice(top, bottom), slice(left, right)
 
 
 def _alpha(distance: np.ndarray, pixel: float) -> np.ndarray:
-    return np.clip(0.5 - distance / np.float32(pixel), 0.0, 1.0)[..., None]
+    return np.clip(0.5 - distance / np.float32(pixel), 0.0, 1.0)[None]
+
+
+def _halo(distance: np.ndarray, reach: np.float32) -> np.ndarray:
+    """Contact-shadow weight: 1 at the outline, fading outside it, 0 inside."""
+    return np.exp(-np.maximum(distance, 0) / reach) * (distance > 0)
 
 
 def _glint_shift(item: Item, shift: tuple[float, float]) -> tuple[float, float]:
     c, s = np.cos(item.shape.angle), np.sin(item.shape.angle)
-    return (c * shift[0] + s * shift[1], -s * shift[0] + c * shift[1])
+    return (float(c * shift[0] + s * shift[1]), float(-s * shift[0] + c * shift[1]))
 
 
 def render_view(layout: ToteLayout, view: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray, list[InstanceRef]]:
@@ -53,28 +57,23 @@ def render_view(layout: ToteLayout, view: int, height: int, width: int) -> tuple
         xs, ys = x[box], y[box]
         lx, ly = item.shape.to_local(xs, ys)
         distance = item.shape.sdf_local(lx, ly)
-        region = canvas[box]
+        region = canvas[(slice(None),) + box]
         shine = _glint_shift(item, pose.glint_shift)
         if item.film is None:
-            halo = np.where(distance > 0, np.exp(-distance / shadow_reach), 0.0)
-            region *= (1 - CONTACT_SHADOW * halo)[..., None]
-            alpha = _alpha(distance, pixel)
+            region *= (1 - CONTACT_SHADOW * _halo(distance, shadow_reach))[None]
             colour = shade_item(item.look, lx, ly, distance, pixel, shine)
-            region[:] = region * (1 - alpha) + colour * alpha
+            region += (colour - region) * _alpha(distance, pixel)
         else:
             film = item.film
             clx, cly = film.content.to_local(xs, ys)
             content_distance = np.maximum(film.content.sdf_local(clx, cly), distance)
-            halo = np.where(content_distance > 0, np.exp(-content_distance / shadow_reach), 0.0)
-            region *= (1 - 0.5 * CONTACT_SHADOW * halo)[..., None]
-            alpha = _alpha(distance, pixel)
-            filmed = region * (1 - film.opacity) + film.tint * film.opacity
-            rim = film.edge_strength * np.exp(-((distance / np.float32(1.2 * pixel)) ** 2))
-            filmed += (1 - filmed) * rim[..., None]
-            region[:] = region * (1 - alpha) + filmed * alpha
-            content_alpha = _alpha(content_distance, pixel)
+            region *= (1 - 0.5 * CONTACT_SHADOW * _halo(content_distance, shadow_reach))[None]
+            filmed = region * np.float32(1 - film.opacity) + film.tint[:, None, None] * np.float32(film.opacity)
+            rim = np.float32(film.edge_strength) * np.exp(-((distance / np.float32(1.2 * pixel)) ** 2))
+            filmed += (1 - filmed) * rim[None]
+            region += (filmed - region) * _alpha(distance, pixel)
             colour = shade_item(item.look, clx, cly, content_distance, pixel, shine)
-            region[:] = region * (1 - content_alpha) + colour * content_alpha
+            region += (colour - region) * _alpha(content_distance, pixel)
         covers.append((box, distance < 0, (lx >= 0) if item.kind == SEAMLESS_PAIR else None))
 
     visible: list[np.ndarray | None] = [None] * len(covers)
@@ -104,9 +103,9 @@ def render_view(layout: ToteLayout, view: int, height: int, width: int) -> tuple
         kept.append(ref)
 
     noise_rng = np.random.default_rng([layout.noise_seed, view])
-    canvas = ndimage.gaussian_filter(canvas, sigma=(BLUR_SIGMA, BLUR_SIGMA, 0), mode="nearest")
-    canvas *= np.float32(noise_rng.uniform(0.94, 1.06))
-    canvas = canvas * 255 + noise_rng.standard_normal(canvas.shape, dtype=np.float32) * np.float32(layout.noise_sigma)
-    image = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+    canvas = ndimage.gaussian_filter(canvas, sigma=(0, BLUR_SIGMA, BLUR_SIGMA), mode="nearest")
+    canvas *= np.float32(255 * noise_rng.uniform(0.94, 1.06))
+    canvas += noise_rng.standard_normal(canvas.shape, dtype=np.float32) * np.float32(layout.noise_sigma)
+    image = np.ascontiguousarray(np.clip(np.rint(canvas), 0, 255).astype(np.uint8).transpose(1, 2, 0))
     stacked = np.stack(masks) if masks else np.zeros((0, height, width), dtype=bool)
     return image, stacked, kept
