@@ -117,7 +117,7 @@ def random_samples(num_samples: int, num_masks: int, height: int, width: int, se
         sample_masks = inside <= 1.0
         ambiguous = torch.rand(num_masks, generator=generator)
         for i in range(num_masks):
-            if ambiguous[i] < 0.1 and i + 1 < num_masks:          # merged with its right neighbour
+            if ambiguous[i] < 0.1 and (i + 1) % columns and i + 1 < num_masks:   # merged with its right neighbour
                 sample_masks[i] |= sample_masks[i + 1]
             elif ambiguous[i] > 0.92:                             # split down the middle
                 sample_masks[i, :, : int(cx[i])] = False

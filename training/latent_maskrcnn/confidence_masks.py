@@ -99,8 +99,8 @@ def confidence_masks(
 class _GreedySelection:
     """State of one run of Algorithm 1 over prepared samples (block estimates, chosen pixels).
 
-    Per step only a few dozen small tensor operations run (this is the hot loop): Python
-    lists mirror what the exact emission needs, tensors hold what the candidates need."""
+    This is the hot loop: the work per candidate is a few dozen small tensor operations, so
+    Python lists mirror what the exact computation needs, and claims are applied per round."""
 
     def __init__(self, prepared: PreparedSamples, support: int) -> None:
         self.prepared = prepared
@@ -110,63 +110,80 @@ class _GreedySelection:
         n = self.n = len(prepared)
         height, width = prepared.image_size
         self.claimed = torch.zeros((height, width), dtype=torch.bool, device=device)
+        num_cells = prepared.counts.shape[1]
         # Unclaimed pixels per row and cell, plus a zero column that padded cell lists point at
         # and a zero row that padded sample slots (samples without masks) point at.
-        self.remaining = prepared.counts.new_zeros((n + 1, prepared.counts.shape[1] + 1))
-        self.remaining[:n, :-1] = prepared.counts
-        self.stride = self.remaining.shape[1]
-        self.free = prepared.cell_sizes.clone()
-        # Estimated |m_a ∩ m_b ∩ unclaimed| for all pairs, plus a -inf column for padded slots.
-        self.overlap = torch.cat([prepared.overlaps(), prepared.counts.new_full((n, 1), float("-inf"))], dim=1)
+        self.remaining = prepared.counts.new_zeros((n + 1, num_cells + 1))
+        self.remaining[:n, :num_cells] = prepared.counts
+        self.stride = num_cells + 1
+        # Free pixels per cell, plus a dummy cell of one pixel for padded cell tables.
+        self.free = torch.ones(num_cells + 1, dtype=torch.float32, device=device)
+        self.free[:num_cells] = prepared.cell_sizes
+        # Estimated |m_a ∩ m_b ∩ unclaimed| for all pairs, plus a -inf column for padded
+        # sample slots and a dummy row for padded row tables.
+        self.overlap = prepared.counts.new_full((n + 1, n + 1), float("-inf"))
+        self.overlap[:n, :n] = prepared.overlaps()
         self.cell_lists = prepared.cell_lists()
-        self.list_lengths = (self.cell_lists < self.stride - 1).sum(dim=1)
-        self.score_per_pixel = torch.nn.functional.pad(prepared.scores / prepared.areas, (0, 1))
+        self.list_lengths = prepared.cell_list_lengths()
+        self.score_per_pixel = torch.zeros(n + 1, dtype=torch.float64, device=device)
+        self.score_per_pixel[:n] = prepared.scores / prepared.areas
         sample_rows = _rows_by_sample(prepared)
         self.num_samples, self.sample_width = sample_rows.shape
         self.sample_rows = sample_rows.flatten()
         self.sample_offsets = torch.arange(self.num_samples, device=device) * self.sample_width
-        self.chosen = torch.zeros((n, support), dtype=torch.int64, device=device)
         self.estimate = torch.full((n,), float("-inf"), dtype=torch.float64, device=device)
         self.dead = torch.zeros(n, dtype=torch.bool, device=device)
         grid_rows, self.grid_cols = prepared.grid
         self.cell_ids = torch.arange(grid_rows * self.grid_cols, device=device).view(grid_rows, self.grid_cols)
-        self.words = _word_views(prepared) if prepared.pool % 8 == 0 and width % 8 == 0 else None
-        if self.words is not None:
-            self.claimed_words = self.claimed.view(torch.uint8).view(torch.int64)
-        # Python mirrors for the per-step exact work.
-        self.row_sample = prepared.sample_index.tolist()
-        self.row_mask = prepared.mask_index.tolist()
+        # Python mirrors for the per-candidate work.
+        self.chosen: list[list[int]] = [[] for _ in range(n)]
+        self.row_sample, self.row_mask = prepared.row_lists()
         self.row_cell_box = prepared.cell_boxes.tolist()
         self.row_score_per_pixel = self.score_per_pixel[:n].tolist()
         self.row_label = prepared.labels.tolist()
         self.row_score = prepared.scores.tolist()
+        self.words = prepared.word_views() if prepared.pool == 8 else None
+        if self.words is not None:
+            self.claimed_words = self.claimed.view(torch.uint8).view(torch.int64)
 
+    # ---------------------------------------------------------------- candidate estimates
     def evaluate(self, rows: torch.Tensor) -> None:
-        """Recompute the support and the estimated score of the candidates ``rows``."""
+        """Recompute support and estimated score of the candidates ``rows``, in groups of
+        similar cell-list length so that a few large masks do not pad every gather."""
         count = rows.numel()
         if count == 0:
             return
-        m = self.support
+        if count <= 64:
+            self._evaluate(rows)
+            return
+        by_length = rows.index_select(0, torch.argsort(self.list_lengths.index_select(0, rows)))
+        for chunk in torch.tensor_split(by_length, 3):
+            self._evaluate(chunk)
+
+    def _evaluate(self, rows: torch.Tensor) -> None:
+        m, count = self.support, rows.numel()
         values = self.overlap.index_select(0, rows).index_select(1, self.sample_rows)
         values = values.view(count, self.num_samples, self.sample_width)
         position = values.argmax(dim=2, keepdim=True)                          # first of ties
         best_value = values.gather(2, position).squeeze(2)                     # [S, K]
         best_row = self.sample_rows.take(position.squeeze(2) + self.sample_offsets)
-        own = self.prepared.sample_index.index_select(0, rows)[:, None]
+        own = self.prepared.sample_index.index_select(0, rows).unsqueeze(1)
         best_value.scatter_(1, own, float("inf"))                              # own sample first
-        best_row.scatter_(1, own, rows[:, None])
+        best_row.scatter_(1, own, rows.unsqueeze(1))
         order = best_value.argsort(dim=1, descending=True, stable=True)[:, :m]
         support_rows = best_row.gather(1, order)                               # [S, m]
-        enough = best_value.gather(1, order[:, m - 1:]).squeeze(1) > 0
+        enough = best_value.gather(1, order[:, m - 1 :]).squeeze(1) > 0
         longest = int(self.list_lengths.index_select(0, rows).max())
         cells = self.cell_lists.index_select(0, rows)[:, :longest]             # [S, L]
-        flat = (support_rows * self.stride)[:, :, None] + cells[:, None, :]
+        flat = (support_rows * self.stride).unsqueeze(2) + cells.unsqueeze(1)
         pixels = self.remaining.view(-1).take(flat).amin(dim=1).sum(dim=1, dtype=torch.float64)
         score = self.score_per_pixel.take(support_rows).sum(dim=1) * pixels / m
         unusable = ~(enough & (pixels > 0)) | self.dead.index_select(0, rows)
         self.estimate.index_copy_(0, rows, score.masked_fill_(unusable, float("-inf")))
-        self.chosen.index_copy_(0, rows, support_rows)
+        for row, support in zip(rows.tolist(), support_rows.tolist()):
+            self.chosen[row] = support
 
+    # ---------------------------------------------------------------- selection
     def run(self) -> ConfidenceMaskResult:
         height, width = self.prepared.image_size
         emitted: list[_Emitted] = []
@@ -201,79 +218,126 @@ class _GreedySelection:
         unchanged, so it would be chosen at the same value later. With ``pool`` = 1 the
         candidates are re-scored after every single mask, exactly as in Algorithm 1."""
         keys = torch.round(self.estimate * TIE_DECIMALS)
+        if self.prepared.pool == 1:
+            row = int(keys.argmax())                                           # first of ties
+            return [row] if float(self.estimate[row]) > self.threshold else []
         window = torch.argsort(keys, descending=True, stable=True)[:ROUND_WINDOW]
         above = (self.estimate.index_select(0, window) > self.threshold).tolist()
         count = above.index(False) if False in above else len(above)
-        if count == 0:
-            return []
-        if count == 1 or self.prepared.pool == 1:
-            return [int(window[0])]
+        if count <= 1:
+            return window[:count].tolist()
         window = window[:count]
         shared = self.overlap.index_select(0, window).index_select(1, window) > 0
         independent = ~torch.tril(shared, diagonal=-1).any(dim=1)
         return window[independent].tolist()
 
+    # ---------------------------------------------------------------- exact candidate
+    def _window(self, base: torch.Tensor, row: int, y0: int, x0: int, rows: int, cols: int) -> torch.Tensor:
+        """A ``rows x cols`` window of one mask (``base`` is its sample's tensor, bool pixels
+        or int64 words), as one strided view."""
+        _, height, width = base.shape
+        offset = base.storage_offset() + self.row_mask[row] * height * width + y0 * width + x0
+        return torch.as_strided(base, (rows, cols), (width, 1), offset)
+
     def _exact(self, row: int):
         """Candidate ``row`` at full resolution, its pixels claimed; None if it is empty or
         scores <= the threshold (possible only when the block estimate was optimistic)."""
-        support_rows = self.chosen[row]
-        support_list = support_rows.tolist()
+        prepared, pool = self.prepared, self.prepared.pool
+        support = self.chosen[row]
         row0, col0, row1, col1 = self.row_cell_box[row]
-        y0, x0, y1, x1 = self.prepared.pixel_box(row0, col0, row1, col1)
+        y0, x0, y1, x1 = prepared.pixel_box(row0, col0, row1, col1)
         if self.words is not None:
-            # 8 pixels per int64 word: the crop is 8-aligned since the cells are.
-            words = ~self.claimed_words[y0:y1, x0 // 8 : x1 // 8]
-            for r in support_list:
-                words &= self.words[self.row_sample[r]][self.row_mask[r], y0:y1, x0 // 8 : x1 // 8]
-            candidate = words.view(torch.uint8).view(torch.bool)  # bytes are 0 or 1 again
+            # 8 pixels per int64 word; the window is 8-aligned since the cells are, so word j
+            # of a row is that row's part of cell column j.
+            claimed = torch.as_strided(self.claimed_words, (y1 - y0, col1 - col0), (self.claimed_words.shape[1], 1),
+                                       y0 * self.claimed_words.shape[1] + col0)
+            words = ~claimed
+            for r in support:
+                words &= self._window(self.words[self.row_sample[r]], r, y0, col0, y1 - y0, col1 - col0)
+            lanes = words if (y1 - y0) % 8 == 0 else torch.nn.functional.pad(words, (0, 0, 0, 8 - (y1 - y0) % 8))
+            lanes = lanes.view(row1 - row0, 8, col1 - col0).sum(dim=1)       # byte lanes stay <= 8
+            taken = (lanes * 0x0101010101010101) >> 56                        # sum of the 8 lanes
+            candidate = words.view(torch.uint8).view(torch.bool)               # bytes are 0 or 1 again
         else:
-            masks = self.prepared.masks
-            candidate = ~self.claimed[y0:y1, x0:x1]
-            for r in support_list:
-                candidate &= masks[self.row_sample[r]][self.row_mask[r], y0:y1, x0:x1]
-        taken = block_counts(candidate[None], self.prepared.pool).flatten()
+            claimed = self.claimed[y0:y1, x0:x1]
+            candidate = ~claimed
+            for r in support:
+                candidate &= self._window(prepared.masks[self.row_sample[r]], r, y0, x0, y1 - y0, x1 - x0)
+            taken = block_counts(candidate[None], pool)[0]
         pixels = int(taken.sum())
         if pixels == 0:
             return None
         # mean over C of s_j |c| / |m_j|
-        score = sum(self.row_score_per_pixel[r] for r in support_list) * pixels / self.support
+        score = sum(self.row_score_per_pixel[r] for r in support) * pixels / self.support
         if score <= self.threshold:
             return None
-        self.claimed[y0:y1, x0:x1] |= candidate
-        label = _majority_label([self.row_label[r] for r in support_list], [self.row_score[r] for r in support_list])
-        pairs = [(self.row_sample[r], self.row_mask[r]) for r in support_list]
-        local = torch.nonzero(taken).flatten()
-        cells = self.cell_ids[row0:row1, col0:col1].reshape(-1).index_select(0, local)
-        claim = (support_rows, cells, taken.index_select(0, local).to(torch.float32))
-        return _Emitted((y0, x0, y1, x1), candidate, score, label, pairs), claim
+        if self.words is not None:
+            claimed |= words
+        else:
+            claimed |= candidate
+        label = _majority_label([self.row_label[r] for r in support], [self.row_score[r] for r in support])
+        pairs = [(self.row_sample[r], self.row_mask[r]) for r in support]
+        emitted = _Emitted((y0, x0, y1, x1), candidate, score, label, pairs)
+        return emitted, (support, (row0, col0, row1, col1), taken.view(-1))
 
-    def _claim(self, claims: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> None:
-        """Exclude the pixels just emitted (disjoint sets of cells): update the free pixels per
-        cell, the remaining pixels of every row present there and the overlaps among those
-        rows; then re-score every row touched."""
-        touched_all = []
-        for support_rows, cells, taken in claims:
-            old = self.remaining.index_select(1, cells)                       # [N + 1, C]
-            touched = torch.nonzero(old.amax(dim=1) > 0).flatten()
-            old = old.index_select(0, touched)
-            free_before = self.free.index_select(0, cells)
-            free_after = free_before - taken
-            # A support mask contains its candidate, so it loses exactly what was taken; any
-            # other mask loses its share of the cell (exact when cells are single pixels).
-            new = old * (free_after / free_before)
-            in_support = torch.searchsorted(touched, support_rows)
-            new[in_support] = (old.index_select(0, in_support) - taken).clamp_(min=0)
-            flat = (touched * self.stride)[:, None] + cells[None, :]
-            self.remaining.view(-1).index_copy_(0, flat.flatten(), new.flatten())
-            self.free.index_copy_(0, cells, free_after)
-            weight_after = torch.where(free_after > 0, free_after.clamp(min=1).reciprocal(), 0.0)
-            both = torch.cat([new * weight_after, old / -free_before], dim=1)
-            delta = both @ torch.cat([new, old], dim=1).T                    # new products - old
-            flat = (touched * (self.n + 1))[:, None] + touched[None, :]
-            self.overlap.view(-1).index_add_(0, flat.flatten(), delta.flatten())
-            touched_all.append(touched)
-        touched = torch.unique(torch.cat(touched_all)) if len(touched_all) > 1 else touched_all[0]
-        self.evaluate(touched)
+    # ---------------------------------------------------------------- claims
+    def _claim(self, claims: list) -> None:
+        """Exclude the pixels emitted this round (disjoint sets of cells): update the free
+        pixels per cell, the remaining pixels of every row present there and the overlaps
+        among those rows, all claims at once in padded ``[claim, row, cell]`` blocks; then
+        re-score every row touched."""
+        device, n, num_cells = self.prepared.device, self.n, self.stride - 1
+        r = len(claims)
+        cells = torch.cat([self.cell_ids[r0:r1, c0:c1].reshape(-1) for _, (r0, c0, r1, c1), _ in claims])
+        taken = torch.cat([t for _, _, t in claims])
+        owner = torch.repeat_interleave(
+            torch.arange(r, device=device), torch.tensor([t.numel() for _, _, t in claims], device=device)
+        )
+        keep = torch.nonzero(taken).flatten()
+        cells, owner = cells.index_select(0, keep), owner.index_select(0, keep)
+        taken = taken.index_select(0, keep).to(torch.float32)
+        cells_pad, taken_pad = _pad_by_owner(owner, r, (cells, num_cells), (taken, 0.0))      # [r, C]
+        # Rows that may have pixels there: those whose cell box meets the claim's box.
+        boxes = self.prepared.cell_boxes
+        claim_boxes = torch.tensor([box for _, box, _ in claims], device=device)
+        meets = (
+            (boxes[None, :, 0] < claim_boxes[:, None, 2]) & (boxes[None, :, 2] > claim_boxes[:, None, 0])
+            & (boxes[None, :, 1] < claim_boxes[:, None, 3]) & (boxes[None, :, 3] > claim_boxes[:, None, 1])
+        )
+        claim_of, row_of = torch.nonzero(meets, as_tuple=True)
+        (rows_pad,) = _pad_by_owner(claim_of, r, (row_of, n))                                     # [r, T]
+        flat = (rows_pad * self.stride).unsqueeze(2) + cells_pad.unsqueeze(1)                     # [r, T, C]
+        old = self.remaining.view(-1).take(flat)
+        free_before = self.free.take(cells_pad)
+        free_after = free_before - taken_pad
+        # A support mask contains its candidate, so it loses exactly what was taken; any other
+        # mask loses its share of the cell (exact when cells are single pixels).
+        supports = torch.tensor([support for support, _, _ in claims], device=device)             # [r, m]
+        member = (rows_pad.unsqueeze(2) == supports.unsqueeze(1)).any(dim=2, keepdim=True)
+        new = torch.where(member, (old - taken_pad.unsqueeze(1)).clamp_(min=0), old * (free_after / free_before).unsqueeze(1))
+        self.remaining.view(-1).index_copy_(0, flat.view(-1), new.view(-1))
+        self.free.index_copy_(0, cells, self.free.take(cells) - taken)
+        weight_after = torch.where(free_after > 0, free_after.clamp(min=1).reciprocal(), 0.0).unsqueeze(1)
+        delta = torch.bmm(new * weight_after, new.transpose(1, 2))
+        delta -= torch.bmm(old / free_before.unsqueeze(1), old.transpose(1, 2))
+        flat = (rows_pad * (n + 1)).unsqueeze(2) + rows_pad.unsqueeze(1)
+        self.overlap.view(-1).index_add_(0, flat.view(-1), delta.view(-1))
+        present = old.amax(dim=2) > 0
+        self.evaluate(torch.unique(rows_pad[present & (rows_pad < n)]))
+
+
+def _pad_by_owner(owner: torch.Tensor, groups: int, *columns: tuple[torch.Tensor, float]) -> list[torch.Tensor]:
+    """Scatter values listed with their group (``owner``, sorted) into ``[groups, longest]``
+    tables, each padded with its fill value."""
+    per_group = torch.bincount(owner, minlength=groups)
+    longest = max(int(per_group.max()), 1) if owner.numel() else 1
+    position = torch.arange(owner.numel(), device=owner.device) - (per_group.cumsum(0) - per_group).index_select(0, owner)
+    tables = []
+    for values, fill in columns:
+        table = torch.full((groups, longest), fill, dtype=values.dtype, device=values.device)
+        table[owner, position] = values
+        tables.append(table)
+    return tables
 
 
 class _Emitted(NamedTuple):
@@ -282,15 +346,6 @@ class _Emitted(NamedTuple):
     score: float
     label: int
     support: list[tuple[int, int]]
-
-
-def _word_views(prepared: PreparedSamples) -> list[torch.Tensor] | None:
-    """Each sample's masks as int64 words of 8 pixels ``[N_k, H, W / 8]`` (no copy), or None
-    where the memory layout does not allow it."""
-    try:
-        return [masks.view(torch.uint8).view(torch.int64) for masks in prepared.masks]
-    except RuntimeError:
-        return None
 
 
 def _rows_by_sample(prepared: PreparedSamples) -> torch.Tensor:

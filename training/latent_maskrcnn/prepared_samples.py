@@ -64,6 +64,7 @@ class PreparedSamples:
     cell_sizes: torch.Tensor           # float32 [rows * cols], image pixels per cell
     _overlaps: torch.Tensor | None = field(default=None, repr=False)
     _cell_lists: torch.Tensor | None = field(default=None, repr=False)
+    _cache: dict = field(default_factory=dict, repr=False)
 
     @property
     def num_samples(self) -> int:
@@ -95,32 +96,76 @@ class PreparedSamples:
         return self._overlaps
 
     def cell_lists(self) -> torch.Tensor:
-        """Per row, the indices of its non-empty cells in increasing order, padded with
+        """Per row, the indices of the cells of its cell box in increasing order, padded with
         ``rows * cols`` (one past the last cell; callers append a zero column there);
-        int64 ``[N, L]`` with L the largest number of non-empty cells of a row."""
+        int64 ``[N, L]`` with L the largest box. See `cell_list_lengths`."""
         if self._cell_lists is None:
             self._index_cells()
         return self._cell_lists
 
+    def cell_list_lengths(self) -> torch.Tensor:
+        """Number of real (not padding) entries per row of `cell_lists`, int64 ``[N]``."""
+        if self._cell_lists is None:
+            self._index_cells()
+        return self._cache["lengths"]
+
     def _index_cells(self) -> None:
+        """Cell lists from the cell boxes (arithmetic, no search over the counts) and, as a
+        sparse matrix over the same entries, the pairwise overlaps."""
         n, num_cells = self.counts.shape
         device = self.counts.device
-        rows, columns = torch.nonzero(self.counts, as_tuple=True)      # row-major order
-        per_row = torch.bincount(rows, minlength=n)
+        _, cols = self.grid
+        boxes = self.cell_boxes
+        widths = boxes[:, 3] - boxes[:, 1]
+        sizes = (boxes[:, 2] - boxes[:, 0]) * widths
         row_starts = torch.zeros(n + 1, dtype=torch.int64, device=device)
-        row_starts[1:] = per_row.cumsum(0)
-        longest = int(per_row.max()) if n else 0
+        row_starts[1:] = sizes.cumsum(0)
+        row_of = torch.repeat_interleave(torch.arange(n, device=device), sizes)
+        position = torch.arange(row_of.numel(), device=device) - row_starts[row_of]
+        row_width = widths[row_of]
+        columns = (boxes[row_of, 0] + position // row_width) * cols + boxes[row_of, 1] + position % row_width
+        longest = int(sizes.max()) if n else 0
         lists = torch.full((n, longest), num_cells, dtype=torch.int64, device=device)
-        lists[rows, torch.arange(rows.numel(), device=device) - row_starts[rows]] = columns
+        lists[row_of, position] = columns
         self._cell_lists = lists
+        self._cache["lengths"] = sizes
         if n == 0:
             self._overlaps = torch.zeros((0, 0), dtype=torch.float32, device=device)
             return
-        values = self.counts[rows, columns] / self.cell_sizes[columns]
+        values = self.counts.view(-1).take(row_of * num_cells + columns) / self.cell_sizes.take(columns)
         with warnings.catch_warnings():  # "sparse CSR support is in beta": the product is all we use
             warnings.simplefilter("ignore", UserWarning)
             weighted = torch.sparse_csr_tensor(row_starts, columns, values, (n, num_cells))
         self._overlaps = torch.sparse.mm(weighted, self.counts.T.contiguous())
+
+    def word_views(self) -> list[torch.Tensor] | None:
+        """Each sample's masks as int64 words of 8 pixels ``[N_k, H, W / 8]`` (views, no copy),
+        or None where the width or the memory layout does not allow it."""
+        if "words" not in self._cache:
+            words = None
+            if self.image_size[1] % 8 == 0:
+                try:
+                    words = [masks.view(torch.uint8).view(torch.int64) for masks in self.masks]
+                except RuntimeError:
+                    words = None
+            self._cache["words"] = words
+        return self._cache["words"]
+
+    def row_lists(self) -> tuple[list[int], list[int]]:
+        """Sample and mask index of every row as Python lists (for per-row loops)."""
+        if "rows" not in self._cache:
+            self._cache["rows"] = (self.sample_index.tolist(), self.mask_index.tolist())
+        return self._cache["rows"]
+
+    def intersection(self, a: int, b: int, y0: int, x0: int, y1: int, x1: int) -> int:
+        """Exact pixel count of rows ``a`` and ``b`` both set inside a window."""
+        samples, indices = self.row_lists()
+        sa, ia, sb, ib = samples[a], indices[a], samples[b], indices[b]
+        if x0 % 8 == 0 and x1 % 8 == 0 and (words := self.word_views()) is not None:
+            both = words[sa][ia, y0:y1, x0 // 8 : x1 // 8] & words[sb][ib, y0:y1, x0 // 8 : x1 // 8]
+            return int(both.view(torch.uint8).sum(dtype=torch.int64))  # bytes are 0 or 1
+        both = self.masks[sa][ia, y0:y1, x0:x1] & self.masks[sb][ib, y0:y1, x0:x1]
+        return int(both.sum())
 
     def pixel_box(self, row0: int, col0: int, row1: int, col1: int) -> tuple[int, int, int, int]:
         """A cell box in pixels ``(y0, x0, y1, x1)``, clipped to the image."""
@@ -155,12 +200,13 @@ class PreparedSamples:
         """The same samples restricted to some rows (the cached overlaps are restricted too)."""
         overlaps = None if self._overlaps is None else self._overlaps[keep][:, keep]
         cell_lists = None if self._cell_lists is None else self._cell_lists[keep]
+        cache = {} if cell_lists is None else {"lengths": self._cache["lengths"][keep]}
         return PreparedSamples(
             masks=self.masks, score_threshold=self.score_threshold, pool=self.pool,
             sample_index=self.sample_index[keep], mask_index=self.mask_index[keep],
             scores=self.scores[keep], labels=self.labels[keep], counts=self.counts[keep],
             areas=self.areas[keep], cell_boxes=self.cell_boxes[keep], cell_sizes=self.cell_sizes,
-            _overlaps=overlaps, _cell_lists=cell_lists,
+            _overlaps=overlaps, _cell_lists=cell_lists, _cache=cache,
         )
 
     def with_threshold(self, score_threshold: float) -> "PreparedSamples":

@@ -80,55 +80,74 @@ def _run(prepared: PreparedSamples, iou_threshold: float, vote: float) -> UnionN
     order = torch.argsort(prepared.scores, descending=True, stable=True)
     boxes = prepared.cell_boxes.index_select(0, order)
     labels = prepared.labels.index_select(0, order)
-    # Pairs (in score order) whose cell boxes meet and whose classes agree: the only ones
-    # that can have IoU > 0.
+    # Pairs (positions in score order, first < second) whose cell boxes meet and whose classes
+    # agree: the only ones that can have IoU > 0. Which of them exceed the threshold is
+    # decided for all pairs at once; the greedy loop below then runs on Python lists only.
     meets = (
         (boxes[:, None, 0] < boxes[None, :, 2]) & (boxes[:, None, 2] > boxes[None, :, 0])
         & (boxes[:, None, 1] < boxes[None, :, 3]) & (boxes[:, None, 3] > boxes[None, :, 1])
         & (labels[:, None] == labels[None, :])
     )
-    meets = torch.triu(meets, diagonal=1)
+    # IoU <= m / (a + b - m) with m = min(a, b, pixels of the two cell boxes' overlap): a
+    # cheap bound that already rules out neighbouring items.
+    box_overlap = (
+        (torch.minimum(boxes[:, None, 2], boxes[None, :, 2]) - torch.maximum(boxes[:, None, 0], boxes[None, :, 0])).clamp(min=0)
+        * (torch.minimum(boxes[:, None, 3], boxes[None, :, 3]) - torch.maximum(boxes[:, None, 1], boxes[None, :, 1])).clamp(min=0)
+    ) * float(prepared.pool * prepared.pool)
+    areas = prepared.areas.index_select(0, order)
+    most = torch.minimum(torch.minimum(areas[:, None], areas[None, :]), box_overlap)
+    meets &= most / (areas[:, None] + areas[None, :] - most) > iou_threshold
+    first, second = torch.nonzero(torch.triu(meets, diagonal=1), as_tuple=True)
+    above = _iou_above(prepared, order.index_select(0, first), order.index_select(0, second), iou_threshold)
+    suppresses: dict[int, list[int]] = {}
+    for a, b in zip(first[above].tolist(), second[above].tolist()):
+        suppresses.setdefault(a, []).append(b)
     order_list = order.tolist()
     suppressed = [False] * n
     groups: list[list[int]] = []                 # rows, leader first
     for position in range(n):
         if suppressed[position]:
             continue
-        later = torch.nonzero(meets[position]).flatten()
-        members: list[int] = []
-        if later.numel():
-            rows = order.index_select(0, later)
-            above = _iou_above(prepared, order_list[position], rows, iou_threshold)
-            chosen = later[above].tolist()
-            for member in chosen:
-                suppressed[member] = True
-            members = [order_list[m] for m in chosen]
-        groups.append([order_list[position]] + members)
+        members = suppresses.get(position, [])
+        for member in members:
+            suppressed[member] = True
+        groups.append([order_list[position]] + [order_list[m] for m in members])
     return _merge(prepared, groups, vote)
 
 
-def _iou_above(prepared: PreparedSamples, leader: int, rows: torch.Tensor, threshold: float) -> torch.Tensor:
-    """IoU(leader, rows) > threshold, exactly. Bounds from the block counts decide most pairs
-    (intersection between sum max(0, a + b - cell) and sum min(a, b) per cell); pixels are
-    counted only for the pairs the bounds leave open."""
+def _iou_above(prepared: PreparedSamples, rows_a: torch.Tensor, rows_b: torch.Tensor, threshold: float) -> torch.Tensor:
+    """IoU(rows_a[i], rows_b[i]) > threshold for every pair, exactly. Bounds from the block
+    counts decide most pairs (the intersection lies between sum max(0, a + b - cell) and
+    sum min(a, b) over the cells); pixels are counted only for the pairs left open."""
+    if rows_a.numel() == 0:
+        return torch.zeros(0, dtype=torch.bool, device=prepared.device)
+    num_cells = prepared.counts.shape[1]
     lists = prepared.cell_lists()
-    cells = lists[leader]
-    cells = cells[cells < prepared.counts.shape[1]]
-    leader_counts = prepared.counts[leader].index_select(0, cells)
-    other_counts = prepared.counts.index_select(0, rows).index_select(1, cells)
-    sizes = prepared.cell_sizes.index_select(0, cells)
-    upper = torch.minimum(leader_counts, other_counts).sum(dim=1, dtype=torch.float64)
-    lower = (leader_counts + other_counts - sizes).clamp(min=0).sum(dim=1, dtype=torch.float64)
-    total = prepared.areas[leader] + prepared.areas.index_select(0, rows)
+    lengths = prepared.cell_list_lengths()
+    # Walk the cells of the mask with fewer of them; the intersection lies there.
+    shorter_first = lengths.index_select(0, rows_a) <= lengths.index_select(0, rows_b)
+    walk = torch.where(shorter_first, rows_a, rows_b)
+    longest = int(lengths.index_select(0, walk).max())
+    cells = lists.index_select(0, walk)[:, :longest]
+    present = cells < num_cells
+    cells = cells.clamp(max=num_cells - 1)
+    counts_a = prepared.counts.view(-1).take(rows_a[:, None] * num_cells + cells) * present
+    counts_b = prepared.counts.view(-1).take(rows_b[:, None] * num_cells + cells) * present
+    sizes = prepared.cell_sizes.take(cells)
+    upper = torch.minimum(counts_a, counts_b).sum(dim=1, dtype=torch.float64)
+    lower = (counts_a + counts_b - sizes).clamp_(min=0).sum(dim=1, dtype=torch.float64)
+    total = prepared.areas.index_select(0, rows_a) + prepared.areas.index_select(0, rows_b)
     sure = lower / (total - lower) > threshold
-    open_pairs = ~sure & (upper / (total - upper) > threshold)
-    if bool(open_pairs.any()):
-        open_index = torch.nonzero(open_pairs).flatten()
-        row0, col0, row1, col1 = prepared.cell_boxes[leader].tolist()
-        y0, x0, y1, x1 = prepared.pixel_box(row0, col0, row1, col1)
-        crops = prepared.crops([leader] + rows[open_index].tolist(), y0, x0, y1, x1)
-        inter = (crops[1:] & crops[:1]).flatten(1).sum(dim=1, dtype=torch.float64)
-        sure[open_index] = inter / (total[open_index] - inter) > threshold
+    open_pairs = torch.nonzero(~sure & (upper / (total - upper) > threshold)).flatten().tolist()
+    if open_pairs:
+        boxes = prepared.cell_boxes.tolist()
+        a_list, b_list, totals = rows_a.tolist(), rows_b.tolist(), total.tolist()
+        for index in open_pairs:
+            a, b = a_list[index], b_list[index]
+            row0, col0 = max(boxes[a][0], boxes[b][0]), max(boxes[a][1], boxes[b][1])
+            row1, col1 = min(boxes[a][2], boxes[b][2]), min(boxes[a][3], boxes[b][3])
+            inter = prepared.intersection(a, b, *prepared.pixel_box(row0, col0, row1, col1))
+            sure[index] = inter / (totals[index] - inter) > threshold
     return sure
 
 
