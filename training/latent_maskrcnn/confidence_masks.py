@@ -232,13 +232,6 @@ class _GreedySelection:
         return window[independent].tolist()
 
     # ---------------------------------------------------------------- exact candidate
-    def _window(self, base: torch.Tensor, row: int, y0: int, x0: int, rows: int, cols: int) -> torch.Tensor:
-        """A ``rows x cols`` window of one mask (``base`` is its sample's tensor, bool pixels
-        or int64 words), as one strided view."""
-        _, height, width = base.shape
-        offset = base.storage_offset() + self.row_mask[row] * height * width + y0 * width + x0
-        return torch.as_strided(base, (rows, cols), (width, 1), offset)
-
     def _exact(self, row: int):
         """Candidate ``row`` at full resolution, its pixels claimed; None if it is empty or
         scores <= the threshold (possible only when the block estimate was optimistic)."""
@@ -253,7 +246,7 @@ class _GreedySelection:
                                        y0 * self.claimed_words.shape[1] + col0)
             words = ~claimed
             for r in support:
-                words &= self._window(self.words[self.row_sample[r]], r, y0, col0, y1 - y0, col1 - col0)
+                words &= prepared.word_window(r, y0, x0, y1, x1)
             lanes = words if (y1 - y0) % 8 == 0 else torch.nn.functional.pad(words, (0, 0, 0, 8 - (y1 - y0) % 8))
             lanes = lanes.view(row1 - row0, 8, col1 - col0).sum(dim=1)       # byte lanes stay <= 8
             taken = (lanes * 0x0101010101010101) >> 56                        # sum of the 8 lanes
@@ -262,7 +255,7 @@ class _GreedySelection:
             claimed = self.claimed[y0:y1, x0:x1]
             candidate = ~claimed
             for r in support:
-                candidate &= self._window(prepared.masks[self.row_sample[r]], r, y0, x0, y1 - y0, x1 - x0)
+                candidate &= prepared.window(r, y0, x0, y1, x1)
             taken = block_counts(candidate[None], pool)[0]
         pixels = int(taken.sum())
         if pixels == 0:

@@ -143,7 +143,7 @@ class PreparedSamples:
         or None where the width or the memory layout does not allow it."""
         if "words" not in self._cache:
             words = None
-            if self.image_size[1] % 8 == 0:
+            if self.image_size[1] % 8 == 0 and all(masks.is_contiguous() for masks in self.masks):
                 try:
                     words = [masks.view(torch.uint8).view(torch.int64) for masks in self.masks]
                 except RuntimeError:
@@ -157,15 +157,32 @@ class PreparedSamples:
             self._cache["rows"] = (self.sample_index.tolist(), self.mask_index.tolist())
         return self._cache["rows"]
 
+    def window(self, row: int, y0: int, x0: int, y1: int, x1: int) -> torch.Tensor:
+        """Pixels of one row inside a window, bool ``[y1 - y0, x1 - x0]``: a single strided
+        view when the sample tensor is contiguous (the hot loops call this a lot)."""
+        samples, indices = self.row_lists()
+        base = self.masks[samples[row]]
+        if not base.is_contiguous():
+            return base[indices[row], y0:y1, x0:x1]
+        _, height, width = base.shape
+        offset = base.storage_offset() + (indices[row] * height + y0) * width + x0
+        return torch.as_strided(base, (y1 - y0, x1 - x0), (width, 1), offset)
+
+    def word_window(self, row: int, y0: int, x0: int, y1: int, x1: int) -> torch.Tensor:
+        """Like `window` as int64 words of 8 pixels (``x0``, ``x1`` multiples of 8; only when
+        `word_views` is not None)."""
+        samples, indices = self.row_lists()
+        base = self.word_views()[samples[row]]
+        _, height, width = base.shape
+        offset = base.storage_offset() + (indices[row] * height + y0) * width + x0 // 8
+        return torch.as_strided(base, (y1 - y0, (x1 - x0) // 8), (width, 1), offset)
+
     def intersection(self, a: int, b: int, y0: int, x0: int, y1: int, x1: int) -> int:
         """Exact pixel count of rows ``a`` and ``b`` both set inside a window."""
-        samples, indices = self.row_lists()
-        sa, ia, sb, ib = samples[a], indices[a], samples[b], indices[b]
-        if x0 % 8 == 0 and x1 % 8 == 0 and (words := self.word_views()) is not None:
-            both = words[sa][ia, y0:y1, x0 // 8 : x1 // 8] & words[sb][ib, y0:y1, x0 // 8 : x1 // 8]
+        if x0 % 8 == 0 and x1 % 8 == 0 and self.word_views() is not None:
+            both = self.word_window(a, y0, x0, y1, x1) & self.word_window(b, y0, x0, y1, x1)
             return int(both.view(torch.uint8).sum(dtype=torch.int64))  # bytes are 0 or 1
-        both = self.masks[sa][ia, y0:y1, x0:x1] & self.masks[sb][ib, y0:y1, x0:x1]
-        return int(both.sum())
+        return int((self.window(a, y0, x0, y1, x1) & self.window(b, y0, x0, y1, x1)).sum())
 
     def pixel_box(self, row0: int, col0: int, row1: int, col1: int) -> tuple[int, int, int, int]:
         """A cell box in pixels ``(y0, x0, y1, x1)``, clipped to the image."""

@@ -160,18 +160,24 @@ def _merge(prepared: PreparedSamples, groups: list[list[int]], vote: float) -> U
     boxes, support = [], []
     sample_of, mask_of = prepared.sample_index.tolist(), prepared.mask_index.tolist()
     cell_box_of = prepared.cell_boxes.tolist()
+    words = prepared.word_views() is not None and prepared.pool % 8 == 0
     for i, rows in enumerate(groups):
         member_boxes = [cell_box_of[r] for r in rows]
         y0, x0, y1, x1 = prepared.pixel_box(
             min(b[0] for b in member_boxes), min(b[1] for b in member_boxes),
             max(b[2] for b in member_boxes), max(b[3] for b in member_boxes),
         )
-        views = [prepared.masks[sample_of[r]][mask_of[r], y0:y1, x0:x1] for r in rows]
-        if vote == 0.0:
-            merged = views[0].clone()
-            for view in views[1:]:
-                merged |= view
+        if vote == 0.0 and words:
+            merged_words = prepared.word_window(rows[0], y0, x0, y1, x1).clone()
+            for r in rows[1:]:
+                merged_words |= prepared.word_window(r, y0, x0, y1, x1)
+            merged = merged_words.view(torch.uint8).view(torch.bool)
+        elif vote == 0.0:
+            merged = prepared.window(rows[0], y0, x0, y1, x1).clone()
+            for r in rows[1:]:
+                merged |= prepared.window(r, y0, x0, y1, x1)
         else:
+            views = [prepared.window(r, y0, x0, y1, x1) for r in rows]
             coverage = torch.zeros((y1 - y0, x1 - x0), dtype=torch.int32, device=device)
             for view in views:
                 coverage += view
