@@ -16,7 +16,7 @@ materialised:
 
 Three implementation choices compute the same functions in less time than torchvision's
 modules on a CPU: RoIAlign (single-threaded in torchvision) runs on slices of the RoIs in
-parallel threads; the mask head's 3x3 convolutions use Winograd's F(2x2, 3x3) (`winograd.py`);
+parallel threads; the mask head's 3x3 convolutions use Winograd's F(4x4, 3x3) (`winograd.py`);
 the mask predictor's 2x2 stride-2 transposed convolution runs as one matrix product whose 1x1
 logits are computed for the predicted class only.
 """
