@@ -191,21 +191,3 @@ def test_mask_predictor_as_one_matrix_product_equals_torchvision(model):
         expected = maskrcnn_inference(predictor(features), [labels])[0]
         nhwc = features.permute(0, 2, 3, 1).contiguous()
         torch.testing.assert_close(mask_probs_for_labels(predictor, nhwc, labels), expected)
-
-
-def test_parallel_roi_align_is_bit_identical():
-    from latent_maskrcnn.batched_decoding import parallel_roi_align
-    from torchvision.ops import roi_align
-
-    generator = torch.Generator().manual_seed(9)
-    features = torch.randn(2, 8, 30, 40, generator=generator)
-    corners = torch.rand(300, 2, generator=generator) * 100
-    rois = torch.cat([torch.randint(0, 2, (300, 1), generator=generator).float(), corners,
-                      corners + 1 + torch.rand(300, 2, generator=generator) * 60], dim=1)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(3)
-    try:
-        pooled = parallel_roi_align(features, rois, (7, 7), 0.25, 2)
-    finally:
-        torch.set_num_threads(threads)
-    assert torch.equal(pooled, roi_align(features, rois, (7, 7), 0.25, 2))

@@ -15,8 +15,10 @@ materialised:
   pooled from ``A`` and the box and mask heads run on all of them together.
 
 Three implementation choices compute the same functions in less time than torchvision's
-modules on a CPU: RoIAlign (single-threaded in torchvision) runs on slices of the RoIs in
-parallel threads; the mask head's 3x3 convolutions use Winograd's F(4x4, 3x3) (`winograd.py`);
+modules on a CPU: RoIAlign runs as weighted gathers of whole channel vectors from channels-last
+maps (`roi_align_gather.py`; torchvision's CPU kernel walks each channel on one thread), and the
+pooled features stay channels-last; the mask head's 3x3 convolutions use Winograd's F(4x4, 3x3)
+(`winograd.py`);
 the mask predictor's 2x2 stride-2 transposed convolution runs as one matrix product whose 1x1
 logits are computed for the predicted class only.
 """
@@ -24,25 +26,24 @@ from __future__ import annotations
 
 import contextlib
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, ContextManager
 
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from torchvision.models.detection.image_list import ImageList
+from torchvision.models.detection.faster_rcnn import TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RegionProposalNetwork, concat_box_prediction_layers
-from torchvision.ops import MultiScaleRoIAlign, roi_align
+from torchvision.ops import MultiScaleRoIAlign
 
+from .roi_align_gather import roi_align_nhwc
 from .winograd import conv_relu_stack_nhwc
 
 StageTimer = Callable[[str], ContextManager]
 BOX_HEAD_CHUNK = 2048  # RoIs per box-head call: bounded memory, large enough for efficient GEMMs
 MASK_HEAD_CHUNK = 64
-_MIN_ROIS_PER_THREAD = 32
-_executor: ThreadPoolExecutor | None = None
 
 
 def untimed(_: str) -> ContextManager:
@@ -148,24 +149,11 @@ def proposals_for_codes(
     return boxes
 
 
-def parallel_roi_align(
-    features: Tensor, rois: Tensor, output_size: tuple[int, int], scale: float, sampling_ratio: int
-) -> Tensor:
-    """torchvision's ``roi_align`` (aligned=False) on slices of the RoIs in parallel threads;
-    every RoI is computed by the same kernel, so the result is bit-identical."""
-    global _executor
-    workers = min(torch.get_num_threads(), len(rois) // _MIN_ROIS_PER_THREAD)
-    if workers <= 1 or features.device.type != "cpu":
-        return roi_align(features, rois, output_size, scale, sampling_ratio)
-    if _executor is None or _executor._max_workers < workers:
-        _executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="roi_align")
-    parts = rois.tensor_split(workers)
-    return torch.cat(list(_executor.map(lambda part: roi_align(features, part, output_size, scale, sampling_ratio), parts)))
-
-
 class CodeRois:
-    """The RoIs of all (image, code) pairs for one pooler: level, image index, code bias and
-    ``RoIAlign(1)`` weight of each, so any slice of them can be pooled as ``RoIAlign(A + c_k)``."""
+    """The RoIs of all (image, code) pairs for one pooler: level, image index and code bias of
+    each, so any slice of them can be pooled as ``RoIAlign(A + c_k) = RoIAlign(A) + c_k RoIAlign(1)``.
+    Pooling uses `roi_align_gather` (channels-last, all channels of a cell at once) with the
+    pooler's own scales and FPN level rule."""
 
     def __init__(
         self,
@@ -180,38 +168,44 @@ class CodeRois:
         self.shared = shared
         batch = len(image_sizes)
         per_image = [torch.cat(boxes[i * codes:(i + 1) * codes]) for i in range(batch)]
-        ones = OrderedDict(
-            (name, x.new_ones((x.shape[0], 1) + x.shape[2:]))
-            for name, x in shared.items()
-            if name in pooler.featmap_names
-        )
-        # Also sets up the pooler's scales and level mapper exactly as torchvision does.
-        self.weights = pooler(ones, per_image, image_sizes)
-        self.count = self.weights.shape[0]
-        device = self.weights.device
+        if pooler.scales is None or pooler.map_levels is None:
+            pooler(shared, [b[:0] for b in per_image], image_sizes)  # torchvision sets its scales up
+        first = shared[pooler.featmap_names[0]]
+        device, dtype = first.device, first.dtype
         counts = torch.tensor([len(b) for b in boxes], device=device)
         virtual = torch.repeat_interleave(torch.arange(len(boxes), device=device), counts)
-        self.rois = torch.cat([torch.div(virtual, codes, rounding_mode="floor")[:, None].to(self.weights.dtype),
-                               torch.cat(per_image)], dim=1) if self.count else self.weights.new_zeros((0, 5))
+        self.count = int(virtual.numel())
+        image_index = torch.div(virtual, codes, rounding_mode="floor").to(dtype)
+        self.rois = torch.cat([image_index[:, None], torch.cat(per_image).to(dtype)], dim=1)
         self.levels = pooler.map_levels(per_image) if self.count else virtual
-        stacked = torch.stack([level_biases[name].flatten(0, 1) for name in pooler.featmap_names])
-        self.bias_rows = stacked[self.levels, virtual] if self.count else stacked.new_zeros((0, stacked.shape[-1]))
+        stacked = torch.stack([level_biases[name].flatten(0, 1) for name in pooler.featmap_names])  # [L, B*K, C]
+        self.bias_rows = stacked[self.levels, virtual]
+        self._tables: dict[str, Tensor] = {}
+
+    def _table(self, name: str) -> Tensor:
+        if name not in self._tables:
+            x = self.shared[name]
+            self._tables[name] = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+        return self._tables[name]
 
     def pool(self, start: int = 0, stop: int | None = None) -> Tensor:
+        """Channels-last pooled features ``[n, S, S, C]`` of RoIs ``start:stop``."""
         stop = self.count if stop is None else stop
         levels = self.levels[start:stop]
         first = self.shared[self.pooler.featmap_names[0]]
-        size = self.pooler.output_size
-        out = first.new_empty((stop - start, first.shape[1]) + tuple(size))
+        size = tuple(self.pooler.output_size)
+        out = first.new_empty((stop - start,) + size + (first.shape[1],))
         for level, name in enumerate(self.pooler.featmap_names):
             index = torch.where(levels == level)[0]
             if len(index) == 0:
                 continue
             rows = index + start
-            pooled = parallel_roi_align(
-                self.shared[name], self.rois[rows], size, self.pooler.scales[level], self.pooler.sampling_ratio
+            height, width = self.shared[name].shape[-2:]
+            pooled, weight = roi_align_nhwc(
+                self._table(name), height, width, self.rois[rows], size,
+                self.pooler.scales[level], self.pooler.sampling_ratio,
             )
-            pooled.addcmul_(self.bias_rows[rows][:, :, None, None], self.weights[rows])
+            pooled.addcmul_(self.bias_rows[rows][:, None, None, :], weight[..., None])
             out[index] = pooled
         return out
 
@@ -225,8 +219,27 @@ def pool_for_codes(
     codes: int,
 ) -> Tensor:
     """``RoIAlign(A + c_k)`` for the boxes of every (image, code) (``boxes``: ``B*K`` tensors,
-    image-major), without materialising ``A + c_k``: ``[R, C, S, S]``."""
-    return CodeRois(pooler, shared, level_biases, boxes, image_sizes, codes).pool()
+    image-major), without materialising ``A + c_k``: ``[R, C, S, S]`` like torchvision's pooler."""
+    return CodeRois(pooler, shared, level_biases, boxes, image_sizes, codes).pool().permute(0, 3, 1, 2)
+
+
+def _box_head_nhwc(box_head: nn.Module) -> Callable[[Tensor], Tensor]:
+    """The box head on channels-last pooled features: for torchvision's TwoMLPHead, fc6's
+    weight columns are reordered once instead of transposing every RoI's features."""
+    if not isinstance(box_head, TwoMLPHead):
+        return lambda pooled: box_head(pooled.permute(0, 3, 1, 2))
+    fc6, fc7 = box_head.fc6, box_head.fc7
+    reordered: list[Tensor] = []
+
+    def run(pooled: Tensor) -> Tensor:
+        count, height, width, channels = pooled.shape
+        if not reordered:
+            weight = fc6.weight.view(fc6.out_features, channels, height, width).permute(0, 2, 3, 1)
+            reordered.append(weight.reshape(fc6.out_features, -1))
+        hidden = F.linear(pooled.reshape(count, -1), reordered[0], fc6.bias).relu_()
+        return F.linear(hidden, fc7.weight, fc7.bias).relu_()
+
+    return run
 
 
 def mask_probs_for_labels(predictor: MaskRCNNPredictor, features: Tensor, labels: Tensor) -> Tensor:
@@ -264,10 +277,11 @@ def detect_for_codes(
     virtual_sizes = [s for s in image_sizes for _ in range(codes)]
     with stage("box_head"):
         box_rois = CodeRois(roi_heads.box_roi_pool, shared, level_biases, proposals, image_sizes, codes)
+        box_head = _box_head_nhwc(roi_heads.box_head)
         class_logits, box_regression = [], []
         for start in range(0, max(box_rois.count, 1), BOX_HEAD_CHUNK):
             stop = min(start + BOX_HEAD_CHUNK, box_rois.count)
-            scores, deltas = roi_heads.box_predictor(roi_heads.box_head(box_rois.pool(start, stop)))
+            scores, deltas = roi_heads.box_predictor(box_head(box_rois.pool(start, stop)))
             class_logits.append(scores)
             box_regression.append(deltas)
         class_logits, box_regression = torch.cat(class_logits), torch.cat(box_regression)
@@ -281,9 +295,9 @@ def detect_for_codes(
             stop = min(start + MASK_HEAD_CHUNK, mask_rois.count)
             pooled = mask_rois.pool(start, stop)
             if pooled.device.type == "cpu":
-                hidden = conv_relu_stack_nhwc(roi_heads.mask_head, pooled.permute(0, 2, 3, 1).contiguous())
+                hidden = conv_relu_stack_nhwc(roi_heads.mask_head, pooled)
             else:  # GPU libraries choose their own fast convolution algorithms
-                hidden = roi_heads.mask_head(pooled).permute(0, 2, 3, 1).contiguous()
+                hidden = roi_heads.mask_head(pooled.permute(0, 3, 1, 2)).permute(0, 2, 3, 1).contiguous()
             probs.append(mask_probs_for_labels(roi_heads.mask_predictor, hidden, all_labels[start:stop]))
         size = roi_heads.mask_roi_pool.output_size[0] * 2
         probs = torch.cat(probs) if probs else shared["0"].new_zeros((0, 1, size, size))
