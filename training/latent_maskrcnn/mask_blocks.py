@@ -116,8 +116,8 @@ def crop_box(crop: torch.Tensor, y0: int, x0: int) -> list[float]:
     """Tight box ``[x1, y1, x2, y2]`` of a bool crop whose top-left pixel is at ``(y0, x0)``
     in the image (x2, y2 one past the last pixel); all zeros for an empty crop."""
     values = crop.view(torch.uint8) if crop.is_contiguous() else crop.to(torch.uint8)
-    rows = values.amax(dim=1).tolist()
-    cols = values.amax(dim=0).tolist()
+    both = torch.cat([values.amax(dim=1), values.amax(dim=0)]).tolist()
+    rows, cols = both[: crop.shape[0]], both[crop.shape[0] :]
     if 1 not in rows:
         return [0.0, 0.0, 0.0, 0.0]
     top, left = rows.index(1), cols.index(1)
