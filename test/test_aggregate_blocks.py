@@ -42,7 +42,7 @@ def test_cell_boxes_and_pixel_boxes():
 def test_bench_reports_every_number():
     parser = argparse.ArgumentParser()
     bench_aggregate.add_arguments(parser)
-    args = parser.parse_args(["--samples", "3", "--masks", "4", "--height", "48", "--width", "64", "--repeats", "2"])
+    args = parser.parse_args(["--samples", "3", "--masks", "4", "--height", "48", "--width", "64", "--repeats", "2", "--threads", "1"])
     result = bench_aggregate.run(args)
     for key in ("confidence_masks_ms", "union_nms_ms", "reaggregate_ms", "prepare_ms"):
         assert result[key] > 0
