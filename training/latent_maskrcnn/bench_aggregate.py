@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=15, help="timed runs per measurement (default 15)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random masks (default 0)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (default 1: on a busy shared CPU, threads that wait for each other are far slower)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
