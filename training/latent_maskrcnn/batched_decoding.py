@@ -163,6 +163,7 @@ class CodeRois:
         boxes: list[Tensor],
         image_sizes: list[tuple[int, int]],
         codes: int,
+        tables: dict[str, Tensor] | None = None,
     ) -> None:
         self.pooler = pooler
         self.shared = shared
@@ -180,7 +181,7 @@ class CodeRois:
         self.levels = pooler.map_levels(per_image) if self.count else virtual
         stacked = torch.stack([level_biases[name].flatten(0, 1) for name in pooler.featmap_names])  # [L, B*K, C]
         self.bias_rows = stacked[self.levels, virtual]
-        self._tables: dict[str, Tensor] = {}
+        self._tables = {} if tables is None else tables  # channels-last maps, shareable between poolers
 
     def _table(self, name: str) -> Tensor:
         if name not in self._tables:
@@ -275,8 +276,9 @@ def detect_for_codes(
     if roi_heads.training:
         raise ValueError("batched decoding is inference only (call model.eval())")
     virtual_sizes = [s for s in image_sizes for _ in range(codes)]
+    tables: dict[str, Tensor] = {}
     with stage("box_head"):
-        box_rois = CodeRois(roi_heads.box_roi_pool, shared, level_biases, proposals, image_sizes, codes)
+        box_rois = CodeRois(roi_heads.box_roi_pool, shared, level_biases, proposals, image_sizes, codes, tables)
         box_head = _box_head_nhwc(roi_heads.box_head)
         class_logits, box_regression = [], []
         for start in range(0, max(box_rois.count, 1), BOX_HEAD_CHUNK):
@@ -288,7 +290,7 @@ def detect_for_codes(
     with stage("box_postprocess"):
         boxes, scores, labels = roi_heads.postprocess_detections(class_logits, box_regression, proposals, virtual_sizes)
     with stage("mask_head"):
-        mask_rois = CodeRois(roi_heads.mask_roi_pool, shared, level_biases, boxes, image_sizes, codes)
+        mask_rois = CodeRois(roi_heads.mask_roi_pool, shared, level_biases, boxes, image_sizes, codes, tables)
         all_labels = torch.cat(labels)
         probs = []
         for start in range(0, mask_rois.count, MASK_HEAD_CHUNK):

@@ -29,7 +29,8 @@ def paste_masks_binary(
         if right <= left or bottom <= top:
             continue
         resized = F.interpolate(padded[index : index + 1], size=(box_h, box_w), mode="bilinear", align_corners=False)
-        out[index, top:bottom, left:right] = resized[0, 0, top - y0 : bottom - y0, left - x0 : right - x0] >= threshold
+        region = resized[0, 0, top - y0 : bottom - y0, left - x0 : right - x0]
+        torch.ge(region, threshold, out=out[index, top:bottom, left:right])
     return out
 
 
