@@ -65,13 +65,19 @@ def test_one_file_with_config_metadata_and_a_sidecar(saved):
 
 def test_float16_storage_is_smaller_and_loads_close(saved, tmp_path):
     model, path = saved
-    half = save_model(model, tmp_path / "half.safetensors", dtype=torch.float16)
+    half = save_model(model, tmp_path / "half.safetensors", dtype="float16")
     assert half.stat().st_size < 0.6 * path.stat().st_size
     loaded = load_model(half)
     assert loaded.backbone.body.conv1.weight.dtype == torch.float32
     torch.testing.assert_close(
         loaded.roi_heads.box_head.fc6.weight, model.roi_heads.box_head.fc6.weight, atol=1e-3, rtol=1e-3
     )
+
+
+def test_bad_storage_dtype_is_refused(saved, tmp_path):
+    model, _ = saved
+    with pytest.raises(ValueError, match="dtype must be None, float32, float16 or bfloat16"):
+        save_model(model, tmp_path / "x.safetensors", dtype=torch.int8)
 
 
 def test_truncated_file_is_refused(saved, tmp_path):

@@ -21,6 +21,7 @@ from .latent_mask_rcnn import LatentMaskRCNN
 FORMAT_NAME = "latent_maskrcnn"
 FORMAT_VERSION = "1"
 _SAVE_DTYPES = {None: None, torch.float32: torch.float32, torch.float16: torch.float16, torch.bfloat16: torch.bfloat16}
+_DTYPE_NAMES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _MAX_LISTED = 10
 
 
@@ -33,11 +34,15 @@ def _listing(items: list[str]) -> str:
     return shown + (f", ... ({len(items)} in all)" if len(items) > _MAX_LISTED else "")
 
 
-def save_model(model: LatentMaskRCNN, path: str | Path, dtype: torch.dtype | None = None) -> Path:
-    """Write ``model``'s weights and config; ``dtype=torch.float16`` halves the file (floating
-    tensors only; loading casts back to the model's dtype)."""
+def save_model(model: LatentMaskRCNN, path: str | Path, dtype: torch.dtype | str | None = None) -> Path:
+    """Write ``model``'s weights and config; ``dtype=torch.float16`` (or ``"float16"``) halves
+    the file (floating tensors only; loading casts back to the model's dtype)."""
+    if isinstance(dtype, str):
+        dtype = _DTYPE_NAMES.get(dtype, dtype)
     if dtype not in _SAVE_DTYPES:
-        raise ValueError(f"dtype must be one of {list(_SAVE_DTYPES)}, got {dtype}")
+        raise ValueError(f"dtype must be None, float32, float16 or bfloat16, got {dtype!r}")
+    if not isinstance(model, LatentMaskRCNN) and isinstance(getattr(model, "module", None), LatentMaskRCNN):
+        model = model.module  # DistributedDataParallel wrapper
     path = Path(path)
     tensors = {}
     for name, tensor in model.state_dict().items():
