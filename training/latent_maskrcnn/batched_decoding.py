@@ -117,11 +117,14 @@ def rpn_head_for_codes(
         base = conv(x)
         small = _small_constant_map_conv(conv, code_bias.reshape(batch * codes, channels), height, width)
         small = small.view(batch, codes, -1, small.shape[-2], small.shape[-1])
-        outputs = []
+        head_weight, head_bias = weight[:, :, 0, 0], bias[:, None]
+        out = base.new_empty((batch * codes, head_weight.shape[0], height, width))
         for index in range(batch):
             hidden = _add_expanded(base[index], small[index]).relu_()
-            outputs.append(F.conv2d(hidden, weight, bias))
-        out = torch.cat(outputs, dim=0)
+            # The 1x1 objectness / box-delta convolutions as one matrix product per code.
+            target = out[index * codes:(index + 1) * codes].view(codes, -1, height * width)
+            torch.matmul(head_weight, hidden.view(codes, channels, -1), out=target)
+            target += head_bias
         objectness.append(out[:, :num_anchors])
         deltas.append(out[:, num_anchors:])
     return objectness, deltas
