@@ -17,7 +17,7 @@ $(STAMP): setup.py
 install: $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -q test
+	$(PY) -m pytest -q -n 2 test
 
 demo: $(STAMP)
 	$(VENV)/bin/latent-seg demo
