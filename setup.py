@@ -32,6 +32,7 @@ setup(
         "pillow>=10.0",
         "scipy>=1.10",
         "tensorboard>=2.14",
+        "numba>=0.59",
     ],
     extras_require={
         "dev": ["pytest>=8", "pytest-xdist>=3", "hypothesis>=6.100", "catkin_pkg>=1.0"],

@@ -136,6 +136,10 @@ class PerceptionPipeline:
             model = load_model(path, resolved)
         except Exception as error:  # any failure to load is reported with the path and cause
             raise CheckpointLoadError(f"cannot load checkpoint {path}: {type(error).__name__}: {error}") from error
+        if str(resolved).split(":")[0] == "cpu":
+            from latent_maskrcnn.confidence_masks import warm_up_compiled_kernel
+
+            warm_up_compiled_kernel()
         return cls(model, settings=settings, model_id=checkpoint_id(path), device=resolved)
 
     # ----------------------------------------------------------------------- settings

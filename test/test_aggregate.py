@@ -15,6 +15,11 @@ from latent_maskrcnn.aggregate import (
     prepare_samples,
     support_size,
 )
+from latent_maskrcnn.confidence_masks import KERNELS
+
+# Both implementations of the greedy loop run every test below that takes ``kernel``: the
+# compiled CPU kernel and the vectorised torch one (the one CUDA tensors use).
+BOTH_KERNELS = pytest.mark.parametrize("kernel", ["compiled", "torch"])
 
 # --------------------------------------------------------------------------------------------
 # Reference: Algorithm 1 with plain loops over candidates, samples and masks, full resolution.
@@ -128,12 +133,13 @@ def check_invariants(result, masks, scores, p, threshold):
         assert result.boxes[i].tolist() == box
 
 
+@BOTH_KERNELS
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sample_sets())
-def test_fast_equals_loop_reference(case):
+def test_fast_equals_loop_reference(kernel, case):
     masks, scores, p = case
     threshold = 0.1
-    fast = confidence_masks(masks, scores, p, score_threshold=threshold, pool=1)
+    fast = confidence_masks(masks, scores, p, score_threshold=threshold, pool=1, kernel=kernel)
     reference = reference_confidence_masks(masks, scores, p, threshold)
     assert len(fast) == len(reference)
     for i, (mask, score, support) in enumerate(reference):
@@ -143,39 +149,43 @@ def test_fast_equals_loop_reference(case):
     check_invariants(fast, masks, scores, p, threshold)
 
 
+@BOTH_KERNELS
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sample_sets(max_samples=5, max_masks=4, max_side=24), st.sampled_from([2, 4, 8]))
-def test_invariants_with_block_scoring(case, pool):
+def test_invariants_with_block_scoring(kernel, case, pool):
     masks, scores, p = case
-    result = confidence_masks(masks, scores, p, score_threshold=0.1, pool=pool)
+    result = confidence_masks(masks, scores, p, score_threshold=0.1, pool=pool, kernel=kernel)
     check_invariants(result, masks, scores, p, 0.1)
 
 
+@BOTH_KERNELS
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sample_sets())
-def test_scores_non_increasing_in_selection_order(case):
+def test_scores_non_increasing_in_selection_order(kernel, case):
     masks, scores, p = case
-    result = confidence_masks(masks, scores, p, pool=1)
+    result = confidence_masks(masks, scores, p, pool=1, kernel=kernel)
     values = result.scores.tolist()
     assert all(a >= b - 1e-6 for a, b in zip(values, values[1:]))
 
 
-def test_invariants_on_realistic_samples_at_full_size_blocks():
+@BOTH_KERNELS
+def test_invariants_on_realistic_samples_at_full_size_blocks(kernel):
     from latent_maskrcnn.bench_aggregate import random_samples
 
     masks, scores = random_samples(6, 12, 120, 160, seed=3, device="cpu")
     for p in (0.1, 0.5, 0.9, 1.0):
-        result = confidence_masks(masks, scores, p)
+        result = confidence_masks(masks, scores, p, kernel=kernel)
         check_invariants(result, masks, scores, p, 0.1)
         assert len(result) > 0
 
 
-def test_identical_samples_give_back_their_masks_and_scores():
+@BOTH_KERNELS
+def test_identical_samples_give_back_their_masks_and_scores(kernel):
     h, w = 20, 30
     sample = torch.stack([rect(h, w, 0, 0, 8, 10), rect(h, w, 10, 12, 18, 28), rect(h, w, 2, 14, 7, 20)])
     scores = torch.tensor([0.9, 0.7, 0.5])
     k = 5
-    result = confidence_masks([sample.clone() for _ in range(k)], [scores.clone() for _ in range(k)], 0.9, pool=1)
+    result = confidence_masks([sample.clone() for _ in range(k)], [scores.clone() for _ in range(k)], 0.9, pool=1, kernel=kernel)
     assert len(result) == 3
     for i, j in enumerate([0, 1, 2]):  # selection order follows the scores
         assert torch.equal(result.masks[i], sample[j])
@@ -185,12 +195,13 @@ def test_identical_samples_give_back_their_masks_and_scores():
     assert result.support_counts.tolist() == [k, k, k]
 
 
-def test_figure_4_three_shifted_masks_intersect():
+@BOTH_KERNELS
+def test_figure_4_three_shifted_masks_intersect(kernel):
     h, w = 30, 30
     masks = [rect(h, w, 5, 5, 20, 20)[None], rect(h, w, 7, 7, 22, 22)[None], rect(h, w, 9, 9, 24, 24)[None]]
     scores = [torch.tensor([0.9]), torch.tensor([0.8]), torch.tensor([0.6])]
     for pool in (1, 8):
-        result = confidence_masks(masks, scores, 1.0, pool=pool)
+        result = confidence_masks(masks, scores, 1.0, pool=pool, kernel=kernel)
         assert len(result) == 1
         assert torch.equal(result.masks[0], rect(h, w, 9, 9, 20, 20))
         expected = (0.9 + 0.8 + 0.6) * 121 / 225 / 3  # mean score-weighted IoU, |c| = 11 * 11
@@ -208,10 +219,11 @@ def split_merge_samples(merged_score):
     return masks, scores, left, right
 
 
-def test_split_and_merge_at_high_p_never_emits_the_merged_mask():
+@BOTH_KERNELS
+def test_split_and_merge_at_high_p_never_emits_the_merged_mask(kernel):
     masks, scores, left, right = split_merge_samples(merged_score=1.0)
     for pool in (1, 4):
-        result = confidence_masks(masks, scores, 0.9, pool=pool)
+        result = confidence_masks(masks, scores, 0.9, pool=pool, kernel=kernel)
         assert len(result) == 2
         for mask in result.masks:
             assert not (bool((mask & left).any()) and bool((mask & right).any())), "a mask spans both items"
@@ -219,42 +231,46 @@ def test_split_and_merge_at_high_p_never_emits_the_merged_mask():
         assert torch.equal(result.masks.any(dim=0), left | right)
 
 
-def test_split_and_merge_at_low_p_can_merge():
+@BOTH_KERNELS
+def test_split_and_merge_at_low_p_can_merge(kernel):
     masks, scores, left, right = split_merge_samples(merged_score=1.0)
-    result = confidence_masks(masks, scores, 0.5, pool=1)
+    result = confidence_masks(masks, scores, 0.5, pool=1, kernel=kernel)
     assert torch.equal(result.masks[0], left | right)  # two confident samples suffice at p = 0.5
 
 
-def test_p_one_with_one_disagreeing_sample():
+@BOTH_KERNELS
+def test_p_one_with_one_disagreeing_sample(kernel):
     h, w = 20, 30
     agree = rect(h, w, 2, 2, 12, 12)
     shifted = rect(h, w, 2, 7, 12, 17)
     masks = [agree[None], agree[None].clone(), agree[None].clone(), shifted[None]]
     scores = [torch.tensor([0.8])] * 4
-    at_one = confidence_masks(masks, scores, 1.0, pool=1)
+    at_one = confidence_masks(masks, scores, 1.0, pool=1, kernel=kernel)
     assert len(at_one) == 1 and torch.equal(at_one.masks[0], agree & shifted)
-    at_three_quarters = confidence_masks(masks, scores, 0.75, pool=1)
+    at_three_quarters = confidence_masks(masks, scores, 0.75, pool=1, kernel=kernel)
     assert torch.equal(at_three_quarters.masks[0], agree)
     # a sample that sees nothing at all: no pixel lies in every sample
     nothing = torch.zeros((0, h, w), dtype=torch.bool)
-    empty = confidence_masks(masks[:3] + [nothing], scores[:3] + [torch.zeros(0)], 1.0)
+    empty = confidence_masks(masks[:3] + [nothing], scores[:3] + [torch.zeros(0)], 1.0, kernel=kernel)
     assert len(empty) == 0 and empty.masks.shape == (0, h, w)
 
 
-def test_low_scores_are_dropped_and_threshold_stops():
+@BOTH_KERNELS
+def test_low_scores_are_dropped_and_threshold_stops(kernel):
     h, w = 10, 10
     masks = [rect(h, w, 0, 0, 5, 5)[None], rect(h, w, 0, 0, 5, 5)[None]]
-    assert len(confidence_masks(masks, [torch.tensor([0.05])] * 2, 0.5)) == 0
-    result = confidence_masks(masks, [torch.tensor([0.5])] * 2, 1.0, score_threshold=0.6)
+    assert len(confidence_masks(masks, [torch.tensor([0.05])] * 2, 0.5, kernel=kernel)) == 0
+    result = confidence_masks(masks, [torch.tensor([0.5])] * 2, 1.0, score_threshold=0.6, kernel=kernel)
     assert len(result) == 0
 
 
-def test_labels_follow_the_summed_score_of_the_support():
+@BOTH_KERNELS
+def test_labels_follow_the_summed_score_of_the_support(kernel):
     h, w = 10, 10
     masks = [rect(h, w, 0, 0, 5, 5)[None] for _ in range(3)]
     scores = [torch.tensor([0.9]), torch.tensor([0.4]), torch.tensor([0.4])]
     labels = [torch.tensor([2]), torch.tensor([3]), torch.tensor([3])]
-    result = confidence_masks(masks, scores, 1.0, labels=labels)
+    result = confidence_masks(masks, scores, 1.0, labels=labels, kernel=kernel)
     assert result.labels.tolist() == [2]  # 0.9 for class 2 beats 0.8 for class 3
 
 
@@ -266,15 +282,41 @@ def test_support_size_is_ceil_p_k():
     assert support_size(1.0, 3) == 3
 
 
-def test_prepared_samples_reaggregate_like_raw_input():
+@BOTH_KERNELS
+def test_prepared_samples_reaggregate_like_raw_input(kernel):
     from latent_maskrcnn.bench_aggregate import random_samples
 
     masks, scores = random_samples(5, 10, 96, 128, seed=1, device="cpu")
     prepared = prepare_samples(masks, scores)
     for p in (0.3, 0.9, 0.6):
-        again = confidence_masks(prepared, None, p)
-        raw = confidence_masks(masks, scores, p)
+        again = confidence_masks(prepared, None, p, kernel=kernel)
+        raw = confidence_masks(masks, scores, p, kernel=kernel)
         assert torch.equal(again.masks, raw.masks) and again.support == raw.support
+
+
+def test_compiled_and_torch_kernels_agree_on_realistic_samples():
+    from latent_maskrcnn.bench_aggregate import random_samples
+
+    masks, scores = random_samples(8, 12, 120, 160, seed=4, device="cpu")
+    for p in (0.5, 0.9):
+        compiled = confidence_masks(masks, scores, p, kernel="compiled")
+        vectorised = confidence_masks(masks, scores, p, kernel="torch")
+        assert len(compiled) == len(vectorised) > 0
+        # The torch kernel emits independent candidates in batches, so compare as sets.
+        by_support = {tuple(s): i for i, s in enumerate(vectorised.support)}
+        for i, support in enumerate(compiled.support):
+            j = by_support[tuple(support)]
+            assert torch.equal(compiled.masks[i], vectorised.masks[j])
+            assert math.isclose(float(compiled.scores[i]), float(vectorised.scores[j]), rel_tol=1e-6)
+            assert torch.equal(compiled.boxes[i], vectorised.boxes[j])
+            assert int(compiled.labels[i]) == int(vectorised.labels[j])
+
+
+def test_unknown_kernel_is_refused():
+    masks, scores = good_input()
+    with pytest.raises(ValueError, match="kernel"):
+        confidence_masks(masks, scores, 0.9, kernel="fortran")
+    assert "auto" in KERNELS
 
 
 def test_works_on_cuda_like_on_cpu():
@@ -283,7 +325,7 @@ def test_works_on_cuda_like_on_cpu():
     from latent_maskrcnn.bench_aggregate import random_samples
 
     masks, scores = random_samples(4, 8, 64, 96, seed=2, device="cpu")
-    cpu = confidence_masks(masks, scores, 0.75)
+    cpu = confidence_masks(masks, scores, 0.75, kernel="torch")
     gpu = confidence_masks([m.cuda() for m in masks], [s.cuda() for s in scores], 0.75)
     assert gpu.masks.is_cuda
     assert torch.equal(gpu.masks.cpu(), cpu.masks) and gpu.support == cpu.support
@@ -407,3 +449,9 @@ def test_other_bad_shapes_are_refused():
         aggregate({"masks": masks[0]}, "union_nms")
     with pytest.raises(ValueError, match="lacks"):
         aggregate([{"masks": masks[0], "scores": scores[0]}], "union_nms")
+
+
+def test_warm_up_compiles_the_cpu_kernel():
+    from latent_maskrcnn.confidence_masks import warm_up_compiled_kernel
+
+    assert warm_up_compiled_kernel() is True

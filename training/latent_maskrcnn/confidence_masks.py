@@ -34,6 +34,7 @@ from typing import NamedTuple, Sequence
 
 import torch
 
+from latent_maskrcnn import confidence_kernel
 from latent_maskrcnn.mask_blocks import block_counts, crop_box
 from latent_maskrcnn.prepared_samples import (
     DEFAULT_POOL,
@@ -45,6 +46,7 @@ from latent_maskrcnn.prepared_samples import (
 
 TIE_DECIMALS = 1e9
 ROUND_WINDOW = 64
+KERNELS = ("auto", "compiled", "torch")
 
 
 @dataclass
@@ -77,6 +79,7 @@ def confidence_masks(
     score_threshold: float = 0.1,
     labels: Sequence[torch.Tensor] | None = None,
     pool: int = DEFAULT_POOL,
+    kernel: str = "auto",
 ) -> ConfidenceMaskResult:
     """p-confidence masks of K samples of one image (Algorithm 1, see the module docstring).
 
@@ -85,15 +88,82 @@ def confidence_masks(
     it and ``scores`` may be None) so that a new p costs no pass over the full masks.
     ``scores``/``labels``: lists of K tensors ``[N_k]``. A mask is emitted only if it lies
     inside a mask of each of at least ceil(p K) distinct samples.
+
+    ``kernel``: ``"compiled"`` runs the greedy loop as one compiled CPU kernel (numba; CPU
+    tensors only), ``"torch"`` as vectorised torch operations (any device); ``"auto"`` picks
+    the compiled kernel for CPU tensors when numba is installed, torch otherwise. Both follow
+    the same definitions; with ``pool=1`` both are exactly Algorithm 1.
     """
     p = validate_p(p)
+    if kernel not in KERNELS:
+        raise ValueError(f"unknown kernel {kernel!r}; valid kernels: {', '.join(KERNELS)}")
     if isinstance(masks, PreparedSamples):
         prepared = masks.with_threshold(score_threshold)
     else:
         if scores is None:
             raise ValueError("scores are required unless masks are PreparedSamples")
         prepared = prepare_samples(masks, scores, labels, score_threshold=score_threshold, pool=pool)
-    return _GreedySelection(prepared, support_size(p, prepared.num_samples)).run()
+    support = support_size(p, prepared.num_samples)
+    on_cpu = prepared.device.type == "cpu"
+    if kernel == "compiled" and not (on_cpu and confidence_kernel.AVAILABLE):
+        raise ValueError(
+            "kernel='compiled' needs CPU tensors and numba"
+            + ("" if confidence_kernel.AVAILABLE else " (not installed)")
+            + f"; these samples are on {prepared.device}"
+        )
+    if kernel == "compiled" or (kernel == "auto" and on_cpu and confidence_kernel.AVAILABLE):
+        return _compiled_selection(prepared, support)
+    return _GreedySelection(prepared, support).run()
+
+
+def warm_up_compiled_kernel() -> bool:
+    """Compile the CPU kernel now (tens of seconds on a fresh install, then cached on disk),
+    so that the first frame of a node or a replay is not the one that pays for it. Returns
+    whether the compiled kernel is available."""
+    if not confidence_kernel.AVAILABLE:
+        return False
+    tiny = torch.zeros((1, 8, 8), dtype=torch.bool)
+    tiny[0, 2:6, 2:6] = True
+    confidence_masks([tiny, tiny.clone()], [torch.ones(1), torch.ones(1)], 1.0, kernel="compiled")
+    return True
+
+
+def _compiled_selection(prepared: PreparedSamples, support: int) -> ConfidenceMaskResult:
+    """Algorithm 1 through `confidence_kernel.greedy_selection` on numpy views of the CPU tensors."""
+    height, width = prepared.image_size
+    row_sample, row_mask = prepared.row_lists()
+    per_sample = torch.bincount(prepared.sample_index, minlength=prepared.num_samples)
+    sample_starts = torch.cat([per_sample.new_zeros(1), per_sample.cumsum(0)])
+    owner, rows, supports, scores, boxes = confidence_kernel.greedy_selection(
+        confidence_kernel.mask_list(prepared.masks),
+        prepared.sample_index.numpy(),
+        prepared.mask_index.numpy(),
+        prepared.counts.numpy(),
+        prepared.cell_sizes.numpy(),
+        prepared.cell_boxes.numpy(),
+        (prepared.scores / prepared.areas).numpy(),
+        sample_starts.numpy(),
+        support,
+        float(prepared.score_threshold),
+        prepared.pool,
+        height,
+        width,
+        prepared.grid[1],
+    )
+    masks = torch.zeros((len(rows), height, width), dtype=torch.bool)
+    confidence_kernel.masks_from_owner(owner, boxes, masks.numpy())
+    row_label, row_score = prepared.labels.tolist(), prepared.scores.tolist()
+    support_rows = supports.tolist()
+    return ConfidenceMaskResult(
+        masks=masks,
+        scores=torch.from_numpy(scores).to(torch.float32),
+        labels=torch.tensor(
+            [_majority_label([row_label[r] for r in rs], [row_score[r] for r in rs]) for rs in support_rows],
+            dtype=torch.int64,
+        ),
+        support=[[(row_sample[r], row_mask[r]) for r in rs] for rs in support_rows],
+        boxes=torch.from_numpy(boxes).to(torch.float32).view(-1, 4),
+    )
 
 
 class _GreedySelection:
