@@ -47,6 +47,7 @@ def test_bench_reports_every_number():
     for key in ("confidence_masks_ms", "union_nms_ms", "reaggregate_ms", "prepare_ms"):
         assert result[key] > 0
     assert result["samples"] == 3 and result["confidence_masks_out"] > 0
+    assert result["kernel"] == "compiled" and result["confidence_masks_torch_kernel_ms"] > 0
 
 
 def test_random_samples_overlap_across_samples():

@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (default 1: on a busy shared CPU, threads that wait for each other are far slower)")
+    parser.add_argument("--kernel", default="auto", choices=["auto", "compiled", "torch"],
+                        help="implementation of the greedy loop (default auto: compiled on CPU)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
@@ -38,6 +40,7 @@ def run(args: argparse.Namespace) -> dict:
     """Time each aggregation on the same random samples; returns the JSON-ready result."""
     import torch
 
+    from latent_maskrcnn import confidence_kernel
     from latent_maskrcnn.aggregate import confidence_masks, prepare_samples, union_nms
 
     for name in ("samples", "masks", "height", "width", "repeats", "threads"):
@@ -62,12 +65,22 @@ def run(args: argparse.Namespace) -> dict:
             cpu.append((time.process_time() - start_cpu) * 1000.0)
         return round(statistics.median(wall), 3), round(statistics.median(cpu), 3), result
 
-    confidence_ms, confidence_cpu, confidence = timed(lambda: confidence_masks(masks, scores, args.p, pool=args.pool))
+    kernel = args.kernel
+    if kernel == "auto":
+        kernel = "compiled" if device.type == "cpu" and confidence_kernel.AVAILABLE else "torch"
+    confidence_ms, confidence_cpu, confidence = timed(
+        lambda: confidence_masks(masks, scores, args.p, pool=args.pool, kernel=kernel)
+    )
     union_ms, union_cpu, union = timed(lambda: union_nms(masks, scores, score_threshold=0.1))
     prepare_ms, prepare_cpu, prepared = timed(lambda: prepare_samples(masks, scores, pool=args.pool))
     prepared.overlaps()  # what the first aggregation of a frame computes and keeps
-    reaggregate_ms, reaggregate_cpu, _ = timed(lambda: confidence_masks(prepared, None, other_p))
-    return {
+    reaggregate_ms, reaggregate_cpu, _ = timed(lambda: confidence_masks(prepared, None, other_p, kernel=kernel))
+    # The other implementation on the same samples, for the ratio in the same run.
+    other_kernel = "torch" if kernel == "compiled" else ("compiled" if device.type == "cpu" and confidence_kernel.AVAILABLE else None)
+    other_ms = None
+    if other_kernel is not None:
+        other_ms, _, _ = timed(lambda: confidence_masks(masks, scores, args.p, pool=args.pool, kernel=other_kernel))
+    result = {
         "samples": args.samples,
         "masks_per_sample": args.masks,
         "height": args.height,
@@ -86,10 +99,14 @@ def run(args: argparse.Namespace) -> dict:
         "union_nms_cpu_ms": union_cpu,
         "reaggregate_cpu_ms": reaggregate_cpu,
         "prepare_cpu_ms": prepare_cpu,
+        "kernel": kernel,
         "confidence_masks_out": len(confidence),
         "union_nms_out": len(union),
         "target_confidence_masks_ms": 50.0,
     }
+    if other_ms is not None:
+        result[f"confidence_masks_{other_kernel}_kernel_ms"] = other_ms
+    return result
 
 
 def random_samples(num_samples: int, num_masks: int, height: int, width: int, seed: int, device) -> tuple[list, list]:
