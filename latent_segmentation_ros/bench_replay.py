@@ -4,8 +4,8 @@ Makes a synthetic bag (default 2000 frames), replays it with the demo model and 
 resident memory at the start of the stream, after 10 % of the pairs, half way, at the last pair
 and after the report (which imports matplotlib for the overlays), plus the peak. A replay that
 holds the bag, the predictions or per-frame images would grow with the number of frames; a
-streaming one stays flat after warm-up except for the per-image match summaries kept for the
-data-set MR@HP / AR / AP (a few kB per image).
+streaming one stays flat after warm-up except for the matches pooled for the data-set MR@HP /
+AR / AP (41 bytes per detection, in a few contiguous arrays: see ``pooled_matches``).
 """
 from __future__ import annotations
 

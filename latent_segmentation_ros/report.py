@@ -17,6 +17,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from latent_segmentation_ros.pooled_matches import PooledMatches
+
 FRAMES_FILE = "frames.jsonl"
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -75,18 +77,6 @@ def _number(value: float | None) -> float | None:
     return float(value)
 
 
-def slim_evaluation(evaluation: Any) -> Any:
-    """An ImageEvaluation reduced to what MR@HP, AR and AP over a data set need (the matches);
-    the masks' RLEs and per-prediction arrays are dropped so a long bag stays small."""
-    import dataclasses
-
-    empty = np.zeros(0)
-    return dataclasses.replace(
-        evaluation, best_iou=empty, best_iop=empty, all_scores=empty, predicted_rles=[], truth_rles=[],
-        predicted_labels=None,
-    )
-
-
 @dataclass
 class ReportAccumulator:
     """Running aggregates over frames (sums, counts, latencies)."""
@@ -102,7 +92,8 @@ class ReportAccumulator:
     grasp_sealed_cups_on_truth: int = 0
     grasp_double_picks: int = 0
     grasps_scored: int = 0
-    evaluations: list = field(default_factory=list)
+    # The per-image matches the data-set MR@HP / AR / AP need, pooled (see pooled_matches).
+    matches: PooledMatches = field(default_factory=PooledMatches)
     _latency: dict[int, float] = field(default_factory=dict)
     latencies: array = field(default_factory=lambda: array("d"))
 
@@ -121,7 +112,7 @@ class ReportAccumulator:
             return
         self.images_with_ground_truth += 1
         if record.evaluation is not None:
-            self.evaluations.append(slim_evaluation(record.evaluation))
+            self.matches.add(record.evaluation)
         self.picks += record.picks
         self.double_picks += record.double_picks
         self.predicted_area += record.predicted_area
@@ -136,12 +127,13 @@ class ReportAccumulator:
         accumulates, not means of per-image numbers); D / N and areas from the summed counts."""
         latencies = np.asarray(self.latencies, dtype=np.float64)
         mr = ar = ap = None
-        if self.evaluations:
+        if self.matches.images:
             from latent_maskrcnn import metrics
 
-            mr = _number(metrics.mr_at_hp(self.evaluations))
-            ar = _number(metrics.average_recall(self.evaluations, "iog"))
-            ap = _number(metrics.average_precision(self.evaluations, "iou"))
+            pooled = self.matches.evaluation()
+            mr = _number(metrics.mr_at_hp(pooled))
+            ar = _number(metrics.average_recall(pooled, "iog"))
+            ap = _number(metrics.average_precision(pooled, "iou"))
         return {
             "images": self.images,
             "images_with_ground_truth": self.images_with_ground_truth,
