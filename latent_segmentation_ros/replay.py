@@ -21,6 +21,7 @@ import numpy as np
 from latent_segmentation_ros.bag_io import BagError, BagReader, BagReadError, BagWriter
 from latent_segmentation_ros.camera_sync import ApproximateTimePairer, SyncPolicy
 from latent_segmentation_ros.ground_truth import GroundTruthStream, ground_truth_topics, stamp_ns_of
+from latent_segmentation_ros.heap import fix_mmap_threshold
 from latent_segmentation_ros.report import ReportWriter
 from latent_segmentation_ros.results import CameraResult, GraspCandidate
 from latent_segmentation_ros.scoring import Scorer, ScoringConfig
@@ -215,6 +216,7 @@ def replay_bag(
     output_bag = options.out_dir / OUTPUT_BAG
     if output_bag.exists():
         raise BagError(f"{output_bag} exists already; choose another --out or remove it")
+    fix_mmap_threshold()  # flat memory over long bags (see heap.py)
     typestore = get_typestore()
     factory = rosbags_factory(typestore)
     scorer = Scorer(options.scoring)

@@ -14,6 +14,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from latent_segmentation_ros.heap import fix_mmap_threshold
 from latent_segmentation_ros.report import FrameRecord, _number
 from latent_segmentation_ros.results import CameraResult, GraspCandidate
 
@@ -278,6 +279,7 @@ def score_bag(
     )
     from latent_segmentation_ros.report import ReportWriter
 
+    fix_mmap_threshold()  # flat memory over long bags (see heap.py)
     typestore = get_typestore()
     scorer = Scorer(config)
     matcher = PredictionMatcher()
