@@ -21,7 +21,7 @@ import numpy as np
 from latent_segmentation_ros.bag_io import BagError, BagReader, BagReadError, BagWriter
 from latent_segmentation_ros.camera_sync import ApproximateTimePairer, SyncPolicy
 from latent_segmentation_ros.ground_truth import GroundTruthStream, ground_truth_topics, stamp_ns_of
-from latent_segmentation_ros.heap import fix_mmap_threshold
+from latent_segmentation_ros.heap import HeapTrimmer
 from latent_segmentation_ros.report import ReportWriter
 from latent_segmentation_ros.results import CameraResult, GraspCandidate
 from latent_segmentation_ros.scoring import Scorer, ScoringConfig
@@ -216,7 +216,7 @@ def replay_bag(
     output_bag = options.out_dir / OUTPUT_BAG
     if output_bag.exists():
         raise BagError(f"{output_bag} exists already; choose another --out or remove it")
-    fix_mmap_threshold()  # flat memory over long bags (see heap.py)
+    heap = HeapTrimmer()  # flat resident memory over long bags (see heap.py)
     typestore = get_typestore()
     factory = rosbags_factory(typestore)
     scorer = Scorer(options.scoring)
@@ -266,6 +266,7 @@ def replay_bag(
                             picture = _picture(frame.rgb, decoded, truth_masks, decoded_grasps, cup_radius)
                         report.add(record, picture)
                     progress.update()
+                    heap.tick()
                     if options.max_pairs is not None and frame_index + 1 >= options.max_pairs:
                         break
                 truth_error, truth_unreadable = truth.error, truth.unreadable

@@ -14,7 +14,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from latent_segmentation_ros.heap import fix_mmap_threshold
+from latent_segmentation_ros.heap import HeapTrimmer
 from latent_segmentation_ros.report import FrameRecord, _number
 from latent_segmentation_ros.results import CameraResult, GraspCandidate
 
@@ -279,7 +279,7 @@ def score_bag(
     )
     from latent_segmentation_ros.report import ReportWriter
 
-    fix_mmap_threshold()  # flat memory over long bags (see heap.py)
+    heap = HeapTrimmer()  # flat resident memory over long bags (see heap.py)
     typestore = get_typestore()
     scorer = Scorer(config)
     matcher = PredictionMatcher()
@@ -313,6 +313,7 @@ def score_bag(
                 report.add(record)
                 if bar is not None:
                     bar.update(1)
+                heap.tick()
 
             try:
                 for raw in reader.messages(mask_topics + grasp_topics):

@@ -18,7 +18,7 @@ import numpy as np
 from latent_segmentation_ros.bag_io import BagError, BagReader
 from latent_segmentation_ros.camera_sync import SyncPolicy
 from latent_segmentation_ros.ground_truth import GroundTruthStream, ground_truth_topics
-from latent_segmentation_ros.heap import fix_mmap_threshold
+from latent_segmentation_ros.heap import HeapTrimmer
 from latent_segmentation_ros.replay import PairSetup, PairStream, _Progress, node_sync_policy
 from latent_segmentation_ros.report import ReportAccumulator
 from latent_segmentation_ros.scoring import Scorer, ScoringConfig
@@ -62,7 +62,7 @@ def sweep_p(options: SweepOptions, setup: PairSetup) -> dict[str, Any]:
         rosbags_factory,
     )
 
-    fix_mmap_threshold()  # flat memory over long bags (see heap.py)
+    heap = HeapTrimmer()  # flat resident memory over long bags (see heap.py)
     typestore = get_typestore()
     factory = rosbags_factory(typestore)
     scorer = Scorer(options.scoring, coco_metrics=False)
@@ -112,6 +112,7 @@ def sweep_p(options: SweepOptions, setup: PairSetup) -> dict[str, Any]:
                         pipeline.set_mode(PRIOR_MEAN)
                         score(PRIOR_MEAN, frame_index, pair, pipeline.refresh())
                     progress.update()
+                    heap.tick()
                     if options.max_pairs is not None and frame_index + 1 >= options.max_pairs:
                         break
         finally:

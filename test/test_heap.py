@@ -1,44 +1,39 @@
-"""The fixed glibc mmap threshold of long evaluations: large buffers get their own mappings."""
-import ctypes
-
-import numpy as np
+"""Heap trimming of long evaluations: free heap pages go back to the system."""
 import pytest
 
-from latent_segmentation_ros.heap import ENVIRONMENT_VARIABLE, fix_mmap_threshold, uses_glibc
+from latent_segmentation_ros.heap import HeapTrimmer, release_free_heap, uses_glibc
 
 
-class Mallinfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in (
-        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+def resident_mb() -> float:
+    import resource
 
-
-def mapped_bytes() -> int:
-    mallinfo2 = ctypes.CDLL(None).mallinfo2
-    mallinfo2.restype = Mallinfo2
-    return int(mallinfo2().hblkhd)
+    with open("/proc/self/statm", encoding="ascii") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
 
 
 @pytest.mark.skipif(not uses_glibc(), reason="glibc malloc only")
-def test_large_buffers_are_mapped_after_the_fix(monkeypatch):
-    if not hasattr(ctypes.CDLL(None), "mallinfo2"):
-        pytest.skip("glibc without mallinfo2 (before 2.33)")
-    monkeypatch.delenv(ENVIRONMENT_VARIABLE, raising=False)
-    # Freeing a large mapped block raises glibc's dynamic threshold above it ...
-    np.ones(8 * 2**20, dtype=np.uint8)
-    assert fix_mmap_threshold(256 * 2**10)
-    before = mapped_bytes()
-    buffer = np.ones(2**20, dtype=np.uint8)  # ... the fixed one maps a 1 MB buffer of its own
-    assert mapped_bytes() - before >= 2**20
-    del buffer
-    assert mapped_bytes() - before < 2**20  # and gives it back when freed
+def test_free_pages_pinned_inside_the_heap_are_released():
+    release_free_heap()
+    # 40 MB of 4 kB blocks (malloc'ed, above Python's small-object allocator), every 64th kept:
+    # the kept ones pin the heap, so freeing the rest leaves resident free pages inside it.
+    blocks = [bytes(4000 + (index % 7)) for index in range(10_000)]
+    pinned = blocks[::64]
+    del blocks
+    before = resident_mb()
+    assert release_free_heap()
+    assert before - resident_mb() > 20.0
+    assert len(pinned) == 157
 
 
-def test_the_users_setting_wins(monkeypatch):
-    monkeypatch.setenv(ENVIRONMENT_VARIABLE, "131072")
-    assert fix_mmap_threshold() is False
+def test_trims_every_n_ticks():
+    trimmer = HeapTrimmer(every=3)
+    for _ in range(10):
+        trimmer.tick()
+    assert trimmer.ticks == 10
+    assert trimmer.trims == (3 if uses_glibc() else 0)
 
 
-@pytest.mark.parametrize("threshold", [0, -1, 64 * 2**20, 1.5, True])
-def test_bad_threshold_is_refused(threshold):
-    with pytest.raises(ValueError, match="mmap threshold"):
-        fix_mmap_threshold(threshold)
+@pytest.mark.parametrize("every", [0, -2, 2.5, True])
+def test_bad_period_is_refused(every):
+    with pytest.raises(ValueError, match="heap trimming period"):
+        HeapTrimmer(every)
