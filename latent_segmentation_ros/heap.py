@@ -1,4 +1,4 @@
-"""Keep a long offline evaluation's resident memory flat under glibc's malloc.
+"""Keep the resident memory of long runs (a replay, a live node) flat under glibc's malloc.
 
 Each replayed pair allocates and frees large buffers of varying size (decoded images, ground
 truth masks, CDR messages, decompressed bag chunks, the network's tensors). glibc raises its

@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from latent_segmentation_ros.heap import HeapTrimmer
 from latent_segmentation_ros.image_conversion import message_to_rgb
 from latent_segmentation_ros.messages import MessageFactory, build_confidence_mask_array, numpy_to_image_message
 from latent_segmentation_ros.node_support import (
@@ -78,6 +79,9 @@ class SegmentationCore:
         self._clock = clock
         self._last_headers: list[Any] | None = None
         self._last_images: list[np.ndarray] | None = None
+        # A node runs for days: release glibc's free heap pages every few dozen pairs, as the
+        # replay does (see heap.py for why the resident memory would creep up otherwise).
+        self.heap = HeapTrimmer()
         self.pipeline.update_settings(**{name: self.parameters[name] for name in PIPELINE_SETTINGS})
 
     @property
@@ -139,6 +143,7 @@ class SegmentationCore:
         self._last_headers, self._last_images = headers, images
         output = self._build(results, headers, images, refreshed=False)
         self.stats.frame_done((self._clock() - start) * 1000.0)
+        self.heap.tick()
         return Outcome(output=output)
 
     def _refresh(self) -> Outcome:

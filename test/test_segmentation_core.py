@@ -104,6 +104,7 @@ def test_a_pair_yields_two_arrays_with_the_source_stamps(core, factory, typestor
     assert not np.array_equal(message_to_rgb(overlay), message_to_rgb(left))
     snapshot = core.stats.snapshot()
     assert snapshot["processed"] == 1 and snapshot["dropped_total"] == 0
+    assert core.heap.ticks == 1  # processed pairs count towards releasing free heap pages
 
 
 def test_bad_frames_are_dropped_with_reasons(core, factory):
@@ -134,6 +135,7 @@ def test_bad_frames_are_dropped_with_reasons(core, factory):
     assert snapshot["dropped"] == {DROP_IMAGE: 2, DROP_SIZE: 1, DROP_STAMPS: 1, DROP_ERROR: 1}
     assert snapshot["processed"] == 0
     assert core.pipeline.network_calls == 0
+    assert core.heap.ticks == 0
 
 
 def test_parameters_refused_and_applied_live(core, factory):
