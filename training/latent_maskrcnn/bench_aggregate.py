@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> dict:
 
     from latent_maskrcnn import confidence_kernel
     from latent_maskrcnn.aggregate import confidence_masks, prepare_samples, union_nms
+    from latent_maskrcnn.confidence_masks import resolve_kernel
 
     for name in ("samples", "masks", "height", "width", "repeats", "threads"):
         if getattr(args, name) < 1:
@@ -65,9 +66,7 @@ def run(args: argparse.Namespace) -> dict:
             cpu.append((time.process_time() - start_cpu) * 1000.0)
         return round(statistics.median(wall), 3), round(statistics.median(cpu), 3), result
 
-    kernel = args.kernel
-    if kernel == "auto":
-        kernel = "compiled" if device.type == "cpu" and confidence_kernel.AVAILABLE else "torch"
+    kernel = resolve_kernel(args.kernel, device)
     confidence_ms, confidence_cpu, confidence = timed(
         lambda: confidence_masks(masks, scores, args.p, pool=args.pool, kernel=kernel)
     )

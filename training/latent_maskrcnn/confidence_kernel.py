@@ -33,15 +33,6 @@ def _jit(function):
 
 
 @_jit
-def _cell_value(remaining, offsets, boxes, row, cell_row, cell_col):
-    """Unclaimed pixels of ``row`` in one cell (0 outside its cell box)."""
-    row0, col0, row1, col1 = boxes[row, 0], boxes[row, 1], boxes[row, 2], boxes[row, 3]
-    if cell_row < row0 or cell_row >= row1 or cell_col < col0 or cell_col >= col1:
-        return 0.0
-    return remaining[offsets[row] + (cell_row - row0) * (col1 - col0) + (cell_col - col0)]
-
-
-@_jit
 def _initial_state(counts, cell_sizes, boxes, grid_cols):
     """Per-row remaining counts inside the cell boxes, the rows present in each cell (as
     positions into those counts) and the estimated pairwise overlaps."""
@@ -90,7 +81,7 @@ def _initial_state(counts, cell_sizes, boxes, grid_cols):
 
 
 @_jit
-def _evaluate(row, support, overlap, remaining, offsets, boxes, sample_of, sample_starts,
+def _evaluate(row, support, overlap, remaining, offsets, boxes, row_sample, sample_starts,
               score_per_pixel, dead, chosen, estimate):
     """Support and estimated score of candidate ``row`` (-inf when unusable)."""
     num_samples = sample_starts.shape[0] - 1
@@ -101,7 +92,7 @@ def _evaluate(row, support, overlap, remaining, offsets, boxes, sample_of, sampl
             if overlap[row, b] > best_value[k]:
                 best_value[k] = overlap[row, b]
                 best_row[k] = b
-    own = sample_of[row]
+    own = row_sample[row]
     best_value[own] = np.inf
     best_row[own] = row
     used = np.zeros(num_samples, dtype=np.bool_)
@@ -243,7 +234,6 @@ def _claim(row, support, chosen, index, boxes, remaining, free, overlap, cell_st
             most = max(most, cell_starts[cell + 1] - cell_starts[cell])
     old = np.empty(most)
     new = np.empty(most)
-    rescore = np.empty(0, dtype=np.int64)
     touched = []
     cols = col1 - col0
     for local in range(taken.shape[0]):
@@ -302,9 +292,6 @@ def greedy_selection(masks, row_sample, row_mask, counts, cell_sizes, boxes, sco
     member = np.zeros(n, dtype=np.bool_)
     present = np.zeros(n, dtype=np.bool_)
     free = cell_sizes.astype(np.float64)
-    sample_of = np.empty(n, dtype=np.int64)
-    for k in range(sample_starts.shape[0] - 1):
-        sample_of[sample_starts[k] : sample_starts[k + 1]] = k
     chosen = np.zeros((n, support), dtype=np.int64)
     estimate = np.full(n, -np.inf)
     dead = np.zeros(n, dtype=np.bool_)
@@ -315,7 +302,7 @@ def greedy_selection(masks, row_sample, row_mask, counts, cell_sizes, boxes, sco
     largest_box = 0
     for r in range(n):
         largest_box = max(largest_box, (boxes[r, 2] - boxes[r, 0]) * (boxes[r, 3] - boxes[r, 1]))
-        _evaluate(r, support, overlap, remaining, offsets, boxes, sample_of, sample_starts,
+        _evaluate(r, support, overlap, remaining, offsets, boxes, row_sample, sample_starts,
                   score_per_pixel, dead, chosen, estimate)
     window = np.zeros((max(1, (boxes[:, 2] - boxes[:, 0]).max() if n else 1) * pool,
                        max(1, (boxes[:, 3] - boxes[:, 1]).max() if n else 1) * pool), dtype=np.uint8)
@@ -350,7 +337,7 @@ def greedy_selection(masks, row_sample, row_mask, counts, cell_sizes, boxes, sco
                          member, present)
         emitted += 1
         for r in rescore:
-            _evaluate(r, support, overlap, remaining, offsets, boxes, sample_of, sample_starts,
+            _evaluate(r, support, overlap, remaining, offsets, boxes, row_sample, sample_starts,
                       score_per_pixel, dead, chosen, estimate)
     return (owner, emitted_rows[:emitted].copy(), emitted_support[:emitted].copy(),
             emitted_scores[:emitted].copy(), emitted_boxes[:emitted].copy())

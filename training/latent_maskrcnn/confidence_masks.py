@@ -44,7 +44,7 @@ from latent_maskrcnn.prepared_samples import (
     validate_p,
 )
 
-TIE_DECIMALS = 1e9
+TIE_DECIMALS = confidence_kernel.TIE_SCALE  # both kernels break ties alike
 ROUND_WINDOW = 64
 KERNELS = ("auto", "compiled", "torch")
 
@@ -104,16 +104,26 @@ def confidence_masks(
             raise ValueError("scores are required unless masks are PreparedSamples")
         prepared = prepare_samples(masks, scores, labels, score_threshold=score_threshold, pool=pool)
     support = support_size(p, prepared.num_samples)
-    on_cpu = prepared.device.type == "cpu"
-    if kernel == "compiled" and not (on_cpu and confidence_kernel.AVAILABLE):
+    if resolve_kernel(kernel, prepared.device) == "compiled":
+        return _compiled_selection(prepared, support)
+    return _GreedySelection(prepared, support).run()
+
+
+def resolve_kernel(kernel: str, device: torch.device | str) -> str:
+    """The kernel ``"auto"`` stands for on ``device`` ("compiled" for CPU tensors when numba is
+    installed, else "torch"); a ValueError for an unknown kernel or an impossible request."""
+    if kernel not in KERNELS:
+        raise ValueError(f"unknown kernel {kernel!r}; valid kernels: {', '.join(KERNELS)}")
+    compiled_possible = torch.device(device).type == "cpu" and confidence_kernel.AVAILABLE
+    if kernel == "compiled" and not compiled_possible:
         raise ValueError(
             "kernel='compiled' needs CPU tensors and numba"
             + ("" if confidence_kernel.AVAILABLE else " (not installed)")
-            + f"; these samples are on {prepared.device}"
+            + f"; these samples are on {device}"
         )
-    if kernel == "compiled" or (kernel == "auto" and on_cpu and confidence_kernel.AVAILABLE):
-        return _compiled_selection(prepared, support)
-    return _GreedySelection(prepared, support).run()
+    if kernel == "auto":
+        return "compiled" if compiled_possible else "torch"
+    return kernel
 
 
 def warm_up_compiled_kernel() -> bool:
