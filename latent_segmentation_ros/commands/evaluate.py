@@ -24,6 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--circles", type=int, default=1000, help="simulated gripper circles per image (default 1000)")
     parser.add_argument("--max-images", type=int, help="evaluate only the first N images")
     parser.add_argument("--grid-images", type=int, default=3, help="images in samples.png (default 3)")
+    parser.add_argument("--no-probe", action="store_true", help="skip the seamless-pair probe")
+    parser.add_argument("--probe-iou", type=float, default=0.5,
+                        help="probe: IoU for a mask to count as the merged outline or a half (default 0.5)")
+    parser.add_argument("--seam-fraction", type=float, default=0.2,
+                        help="probe: a mask covers the seam when it holds this fraction of each half (default 0.2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latent samples and gripper circles (default 0)")
     parser.add_argument("--device", default=None, help="torch device (default cuda when available, else cpu)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -62,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
             circles=args.circles,
             grid_images=args.grid_images,
             max_images=args.max_images,
+            probe=not args.no_probe,
+            probe_iou_threshold=args.probe_iou,
+            seam_fraction=args.seam_fraction,
         )
         dataset = CocoInstanceDataset(args.annotations or data / "annotations.json", args.images or data / "images")
         model = load_model(args.checkpoint, device=device)

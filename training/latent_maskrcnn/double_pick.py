@@ -6,12 +6,18 @@ lie entirely inside exactly one predicted mask (a grasp the robot would take); D
 of them that touch more than one ground-truth mask (the grasp would lift two items). The rate is
 D / N. The pickable area is the area covered by predicted masks over the area covered by
 ground-truth masks (unions, so overlapping MaskRCNN masks are not counted twice).
+
+`classify_picks` splits D by what the circles touch (the ambiguity kinds of the items) and
+counts the circles of N that touch no item at all (false positives, which D / N does not see).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 
 import torch
+
+LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,14 +66,15 @@ def circle_centres(height: int, width: int, simulation: GripperSimulation, image
     return torch.stack([ys, xs], dim=1)
 
 
-def simulate_picks(
+def _circle_hits(
     predicted_masks: torch.Tensor,
     ground_truth_masks: torch.Tensor,
-    simulation: GripperSimulation = GripperSimulation(),
-    image_id: int = 0,
-) -> PickCounts:
-    """Drop the circles on one image; ``predicted_masks`` ``[N, H, W]`` and
-    ``ground_truth_masks`` ``[G, H, W]`` are bool (on any device; counted on the CPU)."""
+    simulation: GripperSimulation,
+    image_id: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(``single`` bool ``[circles]``: the circle lies inside exactly one predicted mask,
+    ``touched`` bool ``[G, circles]``: ground-truth mask g has a pixel in the circle). The one
+    definition behind `simulate_picks` and `classify_picks`."""
     predicted_masks = predicted_masks.detach().to("cpu")
     ground_truth_masks = ground_truth_masks.detach().to("cpu")
     height, width = predicted_masks.shape[-2:]
@@ -78,7 +85,20 @@ def simulate_picks(
     shape = (simulation.circles, offsets.shape[0])
     inside = predicted_masks.flatten(1)[:, pixels].view(-1, *shape).all(dim=2)    # [N, circles]
     single = inside.sum(dim=0) == 1
-    touched = ground_truth_masks.flatten(1)[:, pixels].view(-1, *shape).any(dim=2).sum(dim=0)
+    touched = ground_truth_masks.flatten(1)[:, pixels].view(-1, *shape).any(dim=2)  # [G, circles]
+    return single, touched
+
+
+def simulate_picks(
+    predicted_masks: torch.Tensor,
+    ground_truth_masks: torch.Tensor,
+    simulation: GripperSimulation = GripperSimulation(),
+    image_id: int = 0,
+) -> PickCounts:
+    """Drop the circles on one image; ``predicted_masks`` ``[N, H, W]`` and
+    ``ground_truth_masks`` ``[G, H, W]`` are bool (on any device; counted on the CPU)."""
+    single, touched = _circle_hits(predicted_masks, ground_truth_masks, simulation, image_id)
+    touched = touched.sum(dim=0)
     return PickCounts(
         picks=int(single.sum()),
         double_picks=int((single & (touched > 1)).sum()),
@@ -99,3 +119,122 @@ def pickable_area(counts: PickCounts | list[PickCounts]) -> float:
     counts = [counts] if isinstance(counts, PickCounts) else counts
     truth = sum(c.ground_truth_area for c in counts)
     return sum(c.predicted_area for c in counts) / truth if truth else float("nan")
+
+
+# ---------------------------------------------------------------------------- causes
+UNKNOWN = "unknown"
+PAIR_KINDS = ("pair_merged", "pair_half")
+FILM_KINDS = ("film_bag", "under_film")
+CAUSES = ("pair_seam", "pair_other", "film", "glare_stripe", "plain", UNKNOWN)
+"""Exclusive causes of a double pick, first match wins: ``pair_seam`` (the circle touches both
+halves of a seamless pair labelled as two items: the ambiguity of the paper's experiment),
+``pair_other`` (it touches a seamless-pair item and another item), ``film`` (a clear bag or the
+item under it), ``glare_stripe`` (an item with a boundary-like glare stripe), ``plain`` (only
+ordinary items), ``unknown`` (an item of unknown kind, or no kinds at all)."""
+KINDS = ("pair_merged", "pair_half", "film_bag", "under_film", "glare_stripe", "plain", UNKNOWN)
+
+
+@dataclass
+class PickCauses:
+    """Double picks split by cause, and false positives, accumulated over images.
+
+    ``picks`` (N) and ``double_picks`` (D) are exactly `simulate_picks`' counts. ``false_positives``
+    counts the circles of N that touch no ground-truth pixel at all (a grasp on empty floor).
+    ``causes`` partitions D (`CAUSES`); ``kinds`` counts, per item kind, the double picks touching
+    at least one item of that kind (a circle can count under several kinds); ``combinations``
+    counts the sorted kinds of the touched items joined by ``+``."""
+
+    picks: int = 0
+    double_picks: int = 0
+    false_positives: int = 0
+    causes: dict[str, int] = field(default_factory=lambda: {cause: 0 for cause in CAUSES})
+    kinds: dict[str, int] = field(default_factory=lambda: {kind: 0 for kind in KINDS})
+    combinations: dict[str, int] = field(default_factory=dict)
+    images: int = 0
+    images_without_kinds: int = 0
+
+    def add(self, other: "PickCauses") -> None:
+        """Add another image's (or data set's) counts."""
+        self.picks += other.picks
+        self.double_picks += other.double_picks
+        self.false_positives += other.false_positives
+        self.images += other.images
+        self.images_without_kinds += other.images_without_kinds
+        for mine, theirs in ((self.causes, other.causes), (self.kinds, other.kinds), (self.combinations, other.combinations)):
+            for key, value in theirs.items():
+                mine[key] = mine.get(key, 0) + value
+
+    def summary(self) -> dict:
+        """JSON-ready counts and rates (over N, so the cause rates sum to the double-pick rate)."""
+        def rate(count: int) -> float | None:
+            return count / self.picks if self.picks else None
+
+        return {
+            "picks": self.picks,
+            "double_picks": self.double_picks,
+            "double_pick_rate": rate(self.double_picks),
+            "false_positives": self.false_positives,
+            "false_positive_rate": rate(self.false_positives),
+            "causes": {cause: {"count": count, "rate": rate(count)} for cause, count in self.causes.items()},
+            "kinds": {kind: {"count": count, "rate": rate(count)} for kind, count in self.kinds.items()},
+            "combinations": dict(sorted(self.combinations.items(), key=lambda item: (-item[1], item[0]))),
+            "images": self.images,
+            "images_without_kinds": self.images_without_kinds,
+        }
+
+
+def _normal_kind(kind) -> str:
+    return kind if isinstance(kind, str) and kind in KINDS else UNKNOWN
+
+
+def _cause(touched_kinds: list[str]) -> str:
+    if touched_kinds.count("pair_half") >= 2:
+        return "pair_seam"
+    present = set(touched_kinds)
+    if present & set(PAIR_KINDS):
+        return "pair_other"
+    if present & set(FILM_KINDS):
+        return "film"
+    if "glare_stripe" in present:
+        return "glare_stripe"
+    if UNKNOWN in present:
+        return UNKNOWN
+    return "plain"
+
+
+def classify_picks(
+    predicted_masks: torch.Tensor,
+    ground_truth_masks: torch.Tensor,
+    kinds: list[str | None] | None,
+    simulation: GripperSimulation = GripperSimulation(),
+    image_id: int = 0,
+) -> PickCauses:
+    """The circles of `simulate_picks` on one image, the double picks split by the ambiguity
+    kinds (``kinds[g]`` of ground-truth mask g, the ``ambiguity`` field of synthetic COCO data)
+    of the items they touch. ``kinds`` None (data without that field) or of the wrong length
+    makes every double pick ``unknown`` (the length mismatch is logged)."""
+    single, touched = _circle_hits(predicted_masks, ground_truth_masks, simulation, image_id)
+    count = touched.sum(dim=0)
+    result = PickCauses(images=1)
+    result.picks = int(single.sum())
+    result.double_picks = int((single & (count > 1)).sum())
+    result.false_positives = int((single & (count == 0)).sum())
+    if kinds is not None and len(kinds) != ground_truth_masks.shape[0]:
+        LOG.warning("image %s: %d ambiguity kinds for %d ground-truth masks; its double picks count as unknown",
+                    image_id, len(kinds), ground_truth_masks.shape[0])
+        kinds = None
+    if kinds is None:
+        result.images_without_kinds = 1
+    names = [UNKNOWN] * ground_truth_masks.shape[0] if kinds is None else [_normal_kind(k) for k in kinds]
+    doubles = torch.nonzero(single & (count > 1)).flatten()
+    if doubles.numel():
+        # group identical touched sets: a few distinct sets per image
+        patterns, frequency = torch.unique(touched[:, doubles].T, dim=0, return_counts=True)
+        for pattern, times in zip(patterns, frequency.tolist()):
+            touched_kinds = sorted(names[g] for g in torch.nonzero(pattern).flatten().tolist())
+            result.causes[_cause(touched_kinds)] += times
+            for kind in set(touched_kinds):
+                result.kinds[kind] += times
+            key = "+".join(touched_kinds)
+            result.combinations[key] = result.combinations.get(key, 0) + times
+    return result

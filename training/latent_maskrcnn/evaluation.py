@@ -6,6 +6,11 @@ model saved with ``latent_dim = 0``). The K samples are prepared once and re-agg
 Union-NMS and for every p, so every method sees exactly the same samples. Each method has its
 own `DatasetMetrics`; the data-set numbers pool the per-image matches (see `metrics`).
 
+Beside the paper's numbers: the simulated double picks of every method split by cause (the
+ambiguity kinds of the items a double-picking circle touches, `double_pick.classify_picks`)
+with the false-positive picks on empty floor, and the seamless-pair probe (`pair_probe`) on
+the evaluated images that hold a pair, computed from the same samples.
+
 Output folder: ``results.json``, ``results.md`` (tables), ``fig5_double_pick.png``,
 ``fig8_score_quality.png`` and ``samples.png`` (image, ground truth, MaskRCNN, latent samples,
 confidence masks for the first images).
@@ -23,8 +28,9 @@ from typing import Sequence
 import torch
 
 from latent_maskrcnn.aggregate import aggregate, prepare_prediction_samples
-from latent_maskrcnn.double_pick import GripperSimulation
+from latent_maskrcnn.double_pick import CAUSES, GripperSimulation, PickCauses, classify_picks
 from latent_maskrcnn.metrics import DatasetMetrics
+from latent_maskrcnn.pair_probe import PairResult, PairSource, ProbeSettings, instance_kinds, probe_pair, summarize_probe
 from latent_maskrcnn.prepared_samples import validate_p
 
 LOG = logging.getLogger(__name__)
@@ -61,6 +67,9 @@ class EvaluationSettings:
     grid_images: int = 3
     grid_samples: int = 3
     max_images: int | None = None
+    probe: bool = True
+    probe_iou_threshold: float = 0.5
+    seam_fraction: float = 0.2
 
     def __post_init__(self) -> None:
         if isinstance(self.num_samples, bool) or not isinstance(self.num_samples, int) or self.num_samples < 1:
@@ -72,10 +81,15 @@ class EvaluationSettings:
         if self.grid_images < 0 or self.grid_samples < 0:
             raise ValueError("grid_images and grid_samples must not be negative")
         GripperSimulation(self.gripper_radius, self.circles, self.seed)  # validates
+        self.probe_settings  # validates
 
     @property
     def gripper(self) -> GripperSimulation:
         return GripperSimulation(radius=self.gripper_radius, circles=self.circles, seed=self.seed)
+
+    @property
+    def probe_settings(self) -> ProbeSettings:
+        return ProbeSettings(iou_threshold=self.probe_iou_threshold, seam_fraction=self.seam_fraction)
 
 
 @dataclass
@@ -98,6 +112,9 @@ class EvaluationRun:
     grid: list[GridRow] = field(default_factory=list)
     images: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    pick_causes: dict[str, PickCauses] = field(default_factory=dict)
+    probe: list[PairResult] = field(default_factory=list)
+    probe_dropped: dict[str, int] = field(default_factory=dict)
 
 
 def _p_key(p: float) -> str:
@@ -133,6 +150,8 @@ def run_methods(
     if baseline is not None:
         names.insert(0, "maskrcnn")
     run = EvaluationRun(settings, {name: DatasetMetrics(settings.gripper) for name in names})
+    run.pick_causes = {name: PickCauses() for name in names}
+    pairs = PairSource(dataset) if settings.probe and hasattr(dataset, "coco") else None
     count = len(dataset) if settings.max_images is None else min(len(dataset), settings.max_images)
     network = aggregation = scoring = 0.0
     device = next(model.parameters()).device
@@ -140,6 +159,8 @@ def run_methods(
         image, target = dataset[index]
         image_id = int(target["image_id"]) if "image_id" in target else index
         truth = {"masks": target["masks"].to(torch.bool).cpu(), "labels": target["labels"].cpu()}
+        kinds = target.get("kinds") if "kinds" in target else (
+            instance_kinds(dataset, index, target) if hasattr(dataset, "coco") else None)
         start = time.perf_counter()
         images = [image.to(device)]
         samples = model.sample(images, num_samples=settings.num_samples, seed=settings.seed + index)[0]
@@ -165,6 +186,15 @@ def run_methods(
         start = time.perf_counter()
         for name, prediction in predictions.items():
             run.metrics[name].add({key: value.detach().cpu() for key, value in prediction.items()}, truth, image_id)
+            run.pick_causes[name].add(classify_picks(_cpu_masks(prediction), truth["masks"], kinds, settings.gripper, image_id))
+        pair = None if pairs is None else pairs.pair(index, target, image)
+        if pair is not None:
+            shown = [_cpu_masks(s)[s["scores"].cpu() > settings.score_threshold] for s in samples]
+            methods = {"confidence_mask": "latent_confidence_mask", "union_nms": "latent_union_nms",
+                       "prior_mean": "latent_prior_mean", "maskrcnn": "maskrcnn"}
+            run.probe.append(probe_pair(pair, shown, {
+                short: _cpu_masks(predictions[key]) for short, key in methods.items() if key in predictions
+            }, settings.probe_settings))
         scoring += time.perf_counter() - start
         if len(run.grid) < settings.grid_images:
             shown = [_cpu_masks(s)[s["scores"].cpu() > settings.score_threshold] for s in samples[: settings.grid_samples]]
@@ -176,6 +206,7 @@ def run_methods(
                 confidence=_cpu_masks(predictions["latent_confidence_mask"]),
             ))
     run.images = count
+    run.probe_dropped = {} if pairs is None else dict(pairs.dropped)
     run.seconds = {"network": round(network, 3), "aggregation": round(aggregation, 3), "metrics": round(scoring, 3)}
     return run
 
@@ -223,6 +254,19 @@ def tables(summaries: dict[str, dict], settings: EvaluationSettings) -> dict:
         if key in summaries
     }
     return {"table_1": table_1, "table_3": table_3, "confidence_mask_curve": curve, "reference_points": points}
+
+
+CAUSE_METHODS = (("maskrcnn", "MaskRCNN"), ("latent_prior_mean", "Latent Prior Mean"), ("latent_union_nms", "Latent Union NMS"))
+
+
+def cause_table(run: EvaluationRun) -> list[dict]:
+    """Per method (MaskRCNN, prior mean, Union-NMS, confidence masks for each p): the
+    double picks split by cause and the false-positive picks (`PickCauses.summary`)."""
+    rows = [{"method": label, "key": key, **run.pick_causes[key].summary()}
+            for key, label in CAUSE_METHODS if key in run.pick_causes]
+    rows += [{"method": f"Confidence Mask p = {p:.2f}", "key": _p_key(p), "p": p, **run.pick_causes[_p_key(p)].summary()}
+             for p in run.settings.p_values if _p_key(p) in run.pick_causes]
+    return rows
 
 
 def _cell(value, digits: int = 4) -> str:
@@ -273,8 +317,79 @@ def markdown(report: dict) -> str:
             f"| {key} | {_cell(point['double_pick_rate'])} | {_cell(point['pickable_area'])} | "
             f"{_cell(point['iop95_fraction'])} | |"
         )
+    lines += _cause_markdown(report.get("double_pick_causes") or [])
+    lines += _probe_markdown(report.get("pair_probe"))
     lines += ["", "## Pictures", ""] + [f"- `{name}`" for name in report["files"]["pictures"]] + [""]
     return "\n".join(lines)
+
+
+def _percent_cell(value) -> str:
+    return "n/a" if value is None else f"{100.0 * value:.2f}"
+
+
+def _cause_markdown(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    lines = [
+        "",
+        "## Double picks by cause (percent of the circles inside exactly one predicted mask, N)",
+        "",
+        "The cause columns partition the double-pick rate D / N (first match wins: both halves of a "
+        "seamless pair labelled as two, another seamless-pair contact, clear film, glare stripe, plain "
+        "items only, unknown kinds). False positives: circles of N that touch no item at all (not in D / N).",
+        "",
+        "| Method | N | double picks | " + " | ".join(CAUSES) + " | false positives |",
+        "| --- | --- | --- | " + " | ".join("---" for _ in CAUSES) + " | --- |",
+    ]
+    for row in rows:
+        causes = " | ".join(_percent_cell(row["causes"][cause]["rate"]) for cause in CAUSES)
+        lines.append(f"| {row['method']} | {row['picks']} | {_percent_cell(row['double_pick_rate'])} | {causes} | "
+                     f"{_percent_cell(row['false_positive_rate'])} |")
+    unknown = max(row["images_without_kinds"] for row in rows)
+    if unknown:
+        lines += ["", f"{unknown} image(s) carry no ambiguity kinds; their double picks count as unknown."]
+    return lines
+
+
+def _probe_markdown(probe: dict | None) -> list[str]:
+    if probe is None:
+        return []
+    lines = [
+        "",
+        f"## Seamless-pair probe ({probe['pairs']} pairs: {probe['pairs_labelled']['split']} labelled as two, "
+        f"{probe['pairs_labelled']['merged']} as one)",
+        "",
+        f"Answer of a prediction: 'one' (a mask matches the merged outline, IoU >= {probe['iou_threshold']}), "
+        f"'two' (masks match both halves), 'both', 'neither'. Seam covered: a mask holds >= "
+        f"{probe['seam_fraction']} of each half.",
+        "",
+    ]
+    if probe["pairs"] == 0:
+        dropped = probe.get("dropped") or {}
+        return lines + ["No usable seamless pair in the evaluated images" + (f" (dropped: {dropped})." if dropped else ".")]
+    samples = probe.get("samples")
+    if samples:
+        answers = samples["answers"]
+        lines += [
+            f"K = {samples['num_samples']} samples: pairs whose samples hold both answers (mixed) "
+            f"{_percent_cell(samples['mixed_fraction'])} %, all 'one' {_percent_cell(samples['all_one_fraction'])} %, "
+            f"all 'two' {_percent_cell(samples['all_two_fraction'])} %; sample answers one / two / both / neither "
+            f"{_percent_cell(answers['one'])} / {_percent_cell(answers['two'])} / {_percent_cell(answers['both'])} / "
+            f"{_percent_cell(answers['neither'])} %; samples covering the seam {_percent_cell(samples['seam_covered_fraction'])} %.",
+            "",
+        ]
+    lines += [
+        "| Method | one | two | both | neither | seam covered | labelled two | labelled one |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, row in probe["methods"].items():
+        answers = row["answers"]
+        lines.append(
+            f"| {name} | {_percent_cell(answers['one'])} | {_percent_cell(answers['two'])} | {_percent_cell(answers['both'])} | "
+            f"{_percent_cell(answers['neither'])} | {_percent_cell(row['seam_covered'])} | "
+            f"{_percent_cell(row['seam_covered_split'])} | {_percent_cell(row['seam_covered_merged'])} |"
+        )
+    return lines
 
 
 def _json_safe(value):
@@ -302,6 +417,8 @@ def write_report(run: EvaluationRun, out_dir: str | Path, checkpoint: str, data:
         "images": run.images,
         "settings": asdict(run.settings),
         **tables(summaries, run.settings),
+        "double_pick_causes": cause_table(run),
+        "pair_probe": summarize_probe(run.probe, run.settings.probe_settings, run.probe_dropped) if run.settings.probe else None,
         "methods": summaries,
     }
     pictures = []

@@ -1,0 +1,420 @@
+"""What the latent has learned about seamless pairs: "one item or two?".
+
+A seamless pair (docs/synthetic_data.md) is two identical-look bags lying edge to edge with no
+seam in the pixels, labelled as one item (``pair_merged``) or as two (``pair_half``) by a coin
+the image knows nothing about. A model that has learned the ambiguity answers "one" in some of
+its K samples and "two" in others, and its p = 0.9 confidence masks then keep the halves apart
+(no mask crosses the seam), so no grasp straddles it. The probe measures exactly that, on the
+pairs of a held-out set:
+
+- per prediction (a sample, the confidence masks, the prior mean, MaskRCNN): the *answer*.
+  Every predicted mask is assigned to whichever of the merged outline, half 0 or half 1 it has
+  the largest IoU with, if that IoU is >= ``iou_threshold`` (0.5; ties go to the merged
+  outline). "one": a mask is assigned to the merged outline; "two": masks are assigned to both
+  halves; "both": the two at once (overlapping detections); "neither": otherwise. Assigning
+  to the best outline matters: a mask equal to one half has IoU about 0.5 with the merged
+  outline too.
+- *seam cover*: a prediction covers the seam when one of its masks holds at least
+  ``seam_fraction`` (0.2) of the visible area of *each* half. Border noise of a mask that
+  follows one half spills a few pixels over the seam (a few percent of the other half), a mask
+  of the whole pair holds about all of both; 0.2 of a half is a band of a fifth of its length,
+  about where a gripper circle straddling the seam fits. Relative to the half's area, so it
+  does not depend on the image size. The fractions at 0.1 and 0.5 are reported beside it.
+- per pair over the K samples: *mixed* when the samples contain a "one" and a "two" answer (a
+  "both" sample counts as each).
+
+The outlines of both labellings are needed for every pair. A pair labelled as two gives its
+halves (merged = their union); a pair labelled as one is re-rendered from the data set's seed
+with the other labelling (the generator keeps the pixels bit-identical); the re-rendered image
+must equal the stored one and the halves' union the stored merged mask, else the pair is
+dropped and counted. Data that do not come from the generator (no ``ambiguity`` field) have
+no pairs: the probe reports zero pairs rather than failing.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+
+LOG = logging.getLogger(__name__)
+
+ANSWERS = ("one", "two", "both", "neither")
+SEAM_FRACTIONS = (0.1, 0.2, 0.5)
+GENERATOR_NAME = "latent_maskrcnn.synthetic"
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """Thresholds of the probe (see the module text for why these values)."""
+
+    iou_threshold: float = 0.5
+    seam_fraction: float = 0.2
+
+    def __post_init__(self) -> None:
+        for name in ("iou_threshold", "seam_fraction"):
+            value = getattr(self, name)
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"probe {name} must lie in (0, 1], got {value!r}")
+
+
+@dataclass(frozen=True)
+class SeamlessPair:
+    """Both outlines of one seamless pair in one image (bool CPU tensors)."""
+
+    image_id: int
+    halves: torch.Tensor
+    """bool [2, H, W], the visible pixels of each bag."""
+    labelling: str
+    """How the ground truth labels it: 'merged' (one item) or 'split' (two)."""
+
+    @property
+    def merged(self) -> torch.Tensor:
+        return self.halves[0] | self.halves[1]
+
+
+# ---------------------------------------------------------------------------- ground truth
+def _image_entry(dataset, index: int) -> dict:
+    return dataset.coco.imgs[dataset.image_ids[index]]
+
+
+def _annotations(dataset, index: int) -> list[dict]:
+    image_id = dataset.image_ids[index]
+    return [a for a in dataset.coco.imgToAnns.get(image_id, []) if not a.get("iscrowd", 0)]
+
+
+def instance_kinds(dataset, index: int, target: dict) -> list[str | None] | None:
+    """The ``ambiguity`` kind of every ground-truth mask of ``target`` (item ``index`` of a
+    `CocoInstanceDataset`), in mask order; None when the data carry no kinds, the data set is
+    augmented (instances may be dropped) or the masks cannot be lined up with the annotations."""
+    if not hasattr(dataset, "coco") or getattr(dataset, "transforms", None) is not None:
+        return None
+    annotations = _annotations(dataset, index)
+    if not any("ambiguity" in a for a in annotations):
+        return None
+    count = int(target["masks"].shape[0])
+    if len(annotations) != count:  # the loader leaves out empty masks
+        annotations = [a for a in annotations if dataset.coco.annToMask(a).any()]
+        if len(annotations) != count:
+            LOG.warning("image %s: %d annotations for %d masks; its ambiguity kinds are unknown",
+                        dataset.image_ids[index], len(annotations), count)
+            return None
+    return [a.get("ambiguity") for a in annotations]
+
+
+class PairSource:
+    """Finds the seamless pair of each image of a `CocoInstanceDataset` and counts the pairs it
+    has to drop (``dropped``: reason -> count)."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+        info = dataset.coco.dataset.get("info", {}) if hasattr(dataset, "coco") else {}
+        self.info = info if isinstance(info, dict) else {}
+        self.dropped: Counter = Counter()
+
+    def _drop(self, reason: str, image_id: int) -> None:
+        self.dropped[reason] += 1
+        LOG.debug("image %s: seamless pair dropped (%s)", image_id, reason)
+
+    def pair(self, index: int, target: dict, image: torch.Tensor | None = None) -> SeamlessPair | None:
+        """The pair of image ``index`` (``target`` as the data set returns it; ``image`` float
+        [3, H, W], loaded if needed), or None when it has none or it is dropped."""
+        kinds = instance_kinds(self.dataset, index, target)
+        if kinds is None:
+            return None
+        image_id = int(self.dataset.image_ids[index])
+        masks = target["masks"].to(torch.bool).cpu()
+        halves = [g for g, kind in enumerate(kinds) if kind == "pair_half"]
+        merged = [g for g, kind in enumerate(kinds) if kind == "pair_merged"]
+        if not halves and not merged:
+            return None
+        if merged:
+            if len(merged) != 1 or halves:
+                self._drop("several pairs", image_id)
+                return None
+            regenerated = self._regenerate_halves(index, image, masks[merged[0]])
+            return None if regenerated is None else SeamlessPair(image_id, regenerated, "merged")
+        if len(halves) != 2:
+            self._drop("a half outside the view", image_id)
+            return None
+        return SeamlessPair(image_id, masks[halves], "split")
+
+    def _regenerate_halves(self, index: int, image: torch.Tensor | None, merged_mask: torch.Tensor) -> torch.Tensor | None:
+        from latent_maskrcnn.synthetic import AmbiguityRates, generate_scene
+        from latent_maskrcnn.synthetic.coco import scene_seed
+
+        info, entry = self.info, _image_entry(self.dataset, index)
+        image_id = int(entry["id"])
+        needed = ("seed", "views", "height", "width", "ambiguity_rates")
+        if info.get("generator") != GENERATOR_NAME or any(key not in info for key in needed) \
+                or "scene_id" not in entry or "view" not in entry:
+            self._drop("not re-renderable (no generator info)", image_id)
+            return None
+        try:
+            rates = AmbiguityRates(**info["ambiguity_rates"])
+            scene = generate_scene(scene_seed(info["seed"], entry["scene_id"]), info["height"], info["width"],
+                                   int(entry["view"]) + 1, rates, pair_labeling="split")
+        except (TypeError, ValueError) as error:
+            self._drop(f"not re-renderable ({error})", image_id)
+            return None
+        view = scene.views[int(entry["view"])]
+        if image is None:
+            image = self.dataset.load_image(index)
+        stored = (image.detach().cpu() * 255.0).round().to(torch.uint8).permute(1, 2, 0)
+        if tuple(stored.shape) != view.image.shape or not torch.equal(stored, torch.from_numpy(view.image)):
+            self._drop("re-rendered image differs", image_id)
+            return None
+        halves = [g for g, ref in enumerate(view.instances) if ref.kind == "pair_half"]
+        if len(halves) != 2:
+            self._drop("a half outside the view", image_id)
+            return None
+        result = torch.from_numpy(view.masks[halves]).to(torch.bool)
+        if not torch.equal(result[0] | result[1], merged_mask):
+            self._drop("re-rendered halves differ from the merged mask", image_id)
+            return None
+        return result
+
+
+# ---------------------------------------------------------------------------- one prediction
+def _overlaps(masks: torch.Tensor, pair: SeamlessPair) -> tuple[torch.Tensor, torch.Tensor]:
+    """(intersections [M, 2] with the halves, areas [M]) as float64."""
+    masks = masks.detach().to("cpu", torch.bool)
+    if masks.shape[0] == 0:
+        return torch.zeros((0, 2), dtype=torch.float64), torch.zeros(0, dtype=torch.float64)
+    flat = masks.flatten(1).to(torch.float32)
+    intersections = (flat @ pair.halves.flatten(1).to(torch.float32).T).to(torch.float64)
+    return intersections, flat.sum(dim=1).to(torch.float64)
+
+
+def answer(masks: torch.Tensor, pair: SeamlessPair, iou_threshold: float = 0.5) -> str:
+    """'one', 'two', 'both' or 'neither' for one prediction's masks (bool [M, H, W])."""
+    intersections, areas = _overlaps(masks, pair)
+    if areas.numel() == 0:
+        return "neither"
+    half_areas = pair.halves.flatten(1).sum(dim=1).to(torch.float64)
+    merged_inter = intersections.sum(dim=1)
+    iou_merged = merged_inter / (areas + half_areas.sum() - merged_inter)
+    iou_halves = intersections / (areas[:, None] + half_areas[None, :] - intersections)
+    ious = torch.cat([iou_merged[:, None], iou_halves], dim=1)           # [M, 3]: merged, half 0, half 1
+    best, which = ious.max(dim=1)                                          # first maximum: ties go to merged
+    assigned = set(which[best >= iou_threshold].tolist())
+    one = 0 in assigned
+    two = {1, 2} <= assigned
+    return "both" if one and two else "one" if one else "two" if two else "neither"
+
+
+def seam_cover(masks: torch.Tensor, pair: SeamlessPair) -> float:
+    """The largest, over the masks, of the smaller fraction of a half's visible area the mask
+    holds (0 without masks): >= ``seam_fraction`` means the prediction covers the seam."""
+    intersections, areas = _overlaps(masks, pair)
+    if areas.numel() == 0:
+        return 0.0
+    half_areas = pair.halves.flatten(1).sum(dim=1).to(torch.float64).clamp(min=1.0)
+    return float((intersections / half_areas[None, :]).min(dim=1).values.max())
+
+
+@dataclass
+class PairResult:
+    """The probe's reading of one pair."""
+
+    image_id: int
+    labelling: str
+    sample_answers: list[str] = field(default_factory=list)
+    sample_seam: list[float] = field(default_factory=list)
+    methods: dict[str, tuple[str, float]] = field(default_factory=dict)
+    """method -> (answer, seam cover)."""
+
+    @property
+    def mixed(self) -> bool:
+        answers = set(self.sample_answers)
+        return bool(answers & {"one", "both"}) and bool(answers & {"two", "both"})
+
+
+def probe_pair(
+    pair: SeamlessPair,
+    samples: Sequence[torch.Tensor],
+    methods: dict[str, torch.Tensor],
+    settings: ProbeSettings = ProbeSettings(),
+) -> PairResult:
+    """Read one pair: ``samples`` are the K samples' masks (already score-filtered), ``methods``
+    the masks of each single prediction (confidence masks, prior mean, MaskRCNN, ...)."""
+    result = PairResult(pair.image_id, pair.labelling)
+    for masks in samples:
+        result.sample_answers.append(answer(masks, pair, settings.iou_threshold))
+        result.sample_seam.append(seam_cover(masks, pair))
+    for name, masks in methods.items():
+        result.methods[name] = (answer(masks, pair, settings.iou_threshold), seam_cover(masks, pair))
+    return result
+
+
+# ---------------------------------------------------------------------------- data-set summary
+def _fraction(count: int, total: int) -> float | None:
+    return count / total if total else None
+
+
+def summarize_probe(results: Sequence[PairResult], settings: ProbeSettings = ProbeSettings(),
+                    dropped: dict[str, int] | None = None) -> dict:
+    """JSON-ready data-set numbers: per method the answer fractions and the seam-cover fraction
+    (over all pairs, over those labelled as two and as one, and at other thresholds); for the
+    samples the answer fractions, the mixed fraction and the mean fraction of samples covering
+    the seam."""
+    results = list(results)
+    labelled = Counter(r.labelling for r in results)
+    summary: dict[str, Any] = {
+        "pairs": len(results),
+        "pairs_labelled": {"merged": labelled.get("merged", 0), "split": labelled.get("split", 0)},
+        "iou_threshold": settings.iou_threshold,
+        "seam_fraction": settings.seam_fraction,
+        "dropped": dict(dropped or {}),
+        "samples": None,
+        "methods": {},
+    }
+    with_samples = [r for r in results if r.sample_answers]
+    if with_samples:
+        answers = Counter(a for r in with_samples for a in r.sample_answers)
+        total = sum(answers.values())
+        summary["samples"] = {
+            "num_samples": max(len(r.sample_answers) for r in with_samples),
+            "answers": {a: _fraction(answers.get(a, 0), total) for a in ANSWERS},
+            "mixed_fraction": _fraction(sum(r.mixed for r in with_samples), len(with_samples)),
+            "all_one_fraction": _fraction(sum(set(r.sample_answers) == {"one"} for r in with_samples), len(with_samples)),
+            "all_two_fraction": _fraction(sum(set(r.sample_answers) == {"two"} for r in with_samples), len(with_samples)),
+            "seam_covered_fraction": sum(
+                sum(s >= settings.seam_fraction for s in r.sample_seam) / len(r.sample_seam) for r in with_samples
+            ) / len(with_samples),
+        }
+    names = sorted({name for r in results for name in r.methods})
+    for name in names:
+        rows = [r for r in results if name in r.methods]
+        answers = Counter(r.methods[name][0] for r in rows)
+        covered = [r.methods[name][1] >= settings.seam_fraction for r in rows]
+        by_label = {
+            label: [c for c, r in zip(covered, rows) if r.labelling == label] for label in ("split", "merged")
+        }
+        summary["methods"][name] = {
+            "pairs": len(rows),
+            "answers": {a: _fraction(answers.get(a, 0), len(rows)) for a in ANSWERS},
+            "seam_covered": _fraction(sum(covered), len(rows)),
+            "seam_covered_split": _fraction(sum(by_label["split"]), len(by_label["split"])),
+            "seam_covered_merged": _fraction(sum(by_label["merged"]), len(by_label["merged"])),
+            "seam_covered_at": {
+                f"{t:g}": _fraction(sum(r.methods[name][1] >= t for r in rows), len(rows)) for t in SEAM_FRACTIONS
+            },
+        }
+    return summary
+
+
+def probe_scalars(summary: dict, prefix: str = "probe") -> dict[str, float]:
+    """The headline numbers of a probe summary as flat scalars (TensorBoard), None left out."""
+    values: dict[str, float | None] = {f"{prefix}/pairs": summary["pairs"]}
+    samples = summary.get("samples")
+    if samples:
+        values[f"{prefix}/samples_mixed"] = samples["mixed_fraction"]
+        values[f"{prefix}/samples_seam_covered"] = samples["seam_covered_fraction"]
+        for a in ANSWERS:
+            values[f"{prefix}/samples_{a}"] = samples["answers"][a]
+    for name, method in summary["methods"].items():
+        values[f"{prefix}/{name}_seam_covered"] = method["seam_covered"]
+        values[f"{prefix}/{name}_seam_covered_split"] = method["seam_covered_split"]
+        values[f"{prefix}/{name}_one"] = method["answers"]["one"]
+        values[f"{prefix}/{name}_two"] = method["answers"]["two"]
+    return {key: float(value) for key, value in values.items() if value is not None}
+
+
+# ---------------------------------------------------------------------------- a held-out probe set
+@dataclass
+class ProbeSet:
+    """The first images of a COCO set that hold a usable seamless pair, loaded once."""
+
+    images: list[torch.Tensor]
+    pairs: list[SeamlessPair]
+    scanned: int
+    dropped: dict[str, int]
+
+
+def load_probe_set(annotations: str, images: str, max_images: int) -> ProbeSet:
+    """Scan a COCO set in image-id order until ``max_images`` images with a usable pair are
+    found (raises `DatasetError` for a broken set)."""
+    from latent_maskrcnn.data import CocoInstanceDataset
+
+    if max_images < 1:
+        raise ValueError(f"max_images must be at least 1, got {max_images}")
+    dataset = CocoInstanceDataset(annotations, images)
+    source = PairSource(dataset)
+    loaded, pairs, scanned = [], [], 0
+    for index in range(len(dataset)):
+        if len(pairs) >= max_images:
+            break
+        scanned += 1
+        target = dataset.load_target(index)
+        kinds = instance_kinds(dataset, index, target)
+        if not kinds or not ({"pair_half", "pair_merged"} & set(kinds)):
+            continue
+        image = dataset.load_image(index)
+        pair = source.pair(index, target, image)
+        if pair is not None:
+            loaded.append(image)
+            pairs.append(pair)
+    if not pairs:
+        LOG.warning("%s: no usable seamless pair in %d images (dropped: %s); the probe reports zero pairs",
+                    annotations, scanned, dict(source.dropped))
+    return ProbeSet(loaded, pairs, scanned, dict(source.dropped))
+
+
+def run_probe(
+    model,
+    probe_set: ProbeSet,
+    num_samples: int = 8,
+    p: float = 0.9,
+    score_threshold: float = 0.1,
+    seed: int = 0,
+    settings: ProbeSettings = ProbeSettings(),
+) -> dict:
+    """Run ``model`` on the probe set and summarize. A Latent-MaskRCNN gives K samples, the
+    p-confidence masks (``confidence_mask``) and the prior mean (``prior_mean``); a plain
+    MaskRCNN (``latent_dim = 0``) its single prediction (``maskrcnn``). Adds ``seconds``."""
+    from latent_maskrcnn.aggregate import aggregate, prepare_prediction_samples
+
+    start = time.perf_counter()
+    device = next(model.parameters()).device
+    latent = getattr(model, "latent_dim", 0) != 0
+    results = []
+    for index, (image, pair) in enumerate(zip(probe_set.images, probe_set.pairs)):
+        images = [image.to(device)]
+        prior = model.sample(images, num_samples=1, mode="prior_mean")[0]
+        single = aggregate(prior, "prior_mean", score_threshold=score_threshold)["masks"].cpu()
+        if not latent:
+            results.append(probe_pair(pair, [], {"maskrcnn": single}, settings))
+            continue
+        samples = model.sample(images, num_samples=num_samples, seed=seed + index)[0]
+        prepared = prepare_prediction_samples(samples, score_threshold)
+        confidence = aggregate(prepared, "confidence_mask", p=p, score_threshold=score_threshold)["masks"].cpu()
+        shown = [s["masks"][s["scores"] > score_threshold].cpu() for s in samples]
+        results.append(probe_pair(pair, shown, {"confidence_mask": confidence, "prior_mean": single}, settings))
+    summary = summarize_probe(results, settings, probe_set.dropped)
+    summary["images_scanned"] = probe_set.scanned
+    summary["num_samples"] = num_samples if latent else 1
+    summary["p"] = p
+    summary["seconds"] = round(time.perf_counter() - start, 3)
+    return summary
+
+
+__all__ = [
+    "ANSWERS",
+    "PairResult",
+    "PairSource",
+    "ProbeSet",
+    "ProbeSettings",
+    "SeamlessPair",
+    "answer",
+    "instance_kinds",
+    "load_probe_set",
+    "probe_pair",
+    "probe_scalars",
+    "run_probe",
+    "seam_cover",
+    "summarize_probe",
+]
