@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Build this package with colcon against the ROS 2 installed from PyPI (tools/install_ros2_pypi.sh):
+# the rosidl generators make the messages' C and Python code; the install goes to install/ of
+# the checkout (build/colcon, log/ beside it, all outside git).
+#
+#   tools/colcon_build.sh [extra colcon build arguments]
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+# shellcheck source=ros2_env.sh
+source tools/ros2_env.sh
+# The venv lies inside the checkout, so numpy's headers do too, and CMake refuses to export a
+# target whose include directories lie in the source directory. colcon is pointed at the
+# checkout through a link in the build folder, which makes the source directory that path.
+mkdir -p build/colcon
+ln -sfn ../.. build/colcon/src
+# --symlink-install: the installed Python modules are links to the sources, so the installed
+# package and the source tree never differ (new files need a rebuild).
+colcon --log-base log build --merge-install --symlink-install \
+  --base-paths build/colcon/src --build-base build/colcon --install-base install \
+  --event-handlers console_cohesion- summary- status- \
+  --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF \
+  "$@"
