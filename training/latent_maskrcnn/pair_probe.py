@@ -20,8 +20,9 @@ pairs of a held-out set:
   of the whole pair holds about all of both; 0.2 of a half is a band of a fifth of its length,
   about where a gripper circle straddling the seam fits. Relative to the half's area, so it
   does not depend on the image size. The fractions at 0.1 and 0.5 are reported beside it.
-- per pair over the K samples: *mixed* when the samples contain a "one" and a "two" answer (a
-  "both" sample counts as each).
+- per pair over the K samples: *mixed* when one sample answers "one" and another "two". A
+  "both" sample (a merged and two half detections overlapping in one sample) is uncertainty
+  inside a sample, not a choice carried by the latent, so it does not count.
 
 The outlines of both labellings are needed for every pair. A pair labelled as two gives its
 halves (merged = their union); a pair labelled as one is re-rendered from the data set's seed
@@ -229,8 +230,7 @@ class PairResult:
 
     @property
     def mixed(self) -> bool:
-        answers = set(self.sample_answers)
-        return bool(answers & {"one", "both"}) and bool(answers & {"two", "both"})
+        return "one" in self.sample_answers and "two" in self.sample_answers
 
 
 def probe_pair(

@@ -28,6 +28,7 @@ from torch import nn
 from .checkpoint import load_weights, save_model
 from .data import CocoInstanceDataset, DatasetError, build_augmentations, collate
 from .latent_mask_rcnn import LatentMaskRCNN
+from .pair_probe import ProbeSet, ProbeSettings, load_probe_set, probe_scalars, run_probe
 from .train_state import (
     CHECKPOINT_DIR,
     LATEST,
@@ -42,6 +43,7 @@ LOG = logging.getLogger(__name__)
 FINAL_MODEL = "model.safetensors"
 SUMMARY = "training_summary.json"
 TENSORBOARD_DIR = "tensorboard"
+PROBE_LOG = "probe.jsonl"
 KL_KEY = "loss_kl"
 
 
@@ -234,6 +236,33 @@ def _tensorboard_values(means: dict[str, float], seconds_per_step: float) -> dic
     return values
 
 
+def _probe(model: LatentMaskRCNN, probe_set: ProbeSet, config: TrainConfig, step: int) -> dict:
+    """The seamless-pair probe of the model at ``step`` (it only reads the model: `sample`
+    runs in eval mode under inference mode with its own generator and restores train mode)."""
+    section = config.probe
+    result = run_probe(model, probe_set, num_samples=section.samples, p=section.p,
+                       score_threshold=section.score_threshold, seed=section.seed,
+                       settings=ProbeSettings(section.iou_threshold, section.seam_fraction))
+    return {"step": step, **result}
+
+
+def _read_probe_log(path: Path, up_to_step: int | None = None) -> list[dict]:
+    """The probe entries of a run, one per step (the last written wins), in step order."""
+    if not path.is_file():
+        return []
+    entries: dict[int, dict] = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        try:
+            entry = json.loads(line)
+            step = int(entry["step"])
+        except (ValueError, KeyError, TypeError):
+            LOG.warning("%s line %d is not a probe entry; skipped", path, number)
+            continue
+        if up_to_step is None or step <= up_to_step:
+            entries[step] = entry
+    return [entries[step] for step in sorted(entries)]
+
+
 def _sync_buffers(module: nn.Module) -> None:
     """DDP broadcasts buffers before each forward; after the last one each process holds its
     own batch-norm statistics. Make every replica identical to the main process's."""
@@ -265,6 +294,11 @@ def _train(config: TrainConfig, context: DistributedContext, resume: Any, progre
     model_config = config.model_config(dataset.class_names)
     amp = use_amp(run.amp, context.device)
     sampler = ShardedEpochSampler(len(dataset), config.data.batch_size, context.world_size, context.rank, run.seed)
+    probe_set = None
+    if config.probe.enabled and context.is_main:
+        probe_set = load_probe_set(config.probe.annotations, config.probe.image_dir, config.probe.max_images)
+        LOG.info("probe: %d seamless pairs from %d images of %s", len(probe_set.pairs), probe_set.scanned,
+                 config.probe.annotations)
 
     state = None
     if resume:
@@ -313,6 +347,9 @@ def _train(config: TrainConfig, context: DistributedContext, resume: Any, progre
     if context.is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        if probe_set is not None:  # entries of a later step than the resumed one are stale
+            kept = _read_probe_log(output_dir / PROBE_LOG, start_step)
+            (output_dir / PROBE_LOG).write_text("".join(json.dumps(entry) + "\n" for entry in kept))
         LOG.info("training %s on %s x %d, %d images, steps %d..%d", model_config.backbone, context.device,
                  context.world_size, len(dataset), start_step, schedule.steps)
 
@@ -327,6 +364,7 @@ def _train(config: TrainConfig, context: DistributedContext, resume: Any, progre
     started = time.perf_counter()
     first_step_done = None
     window_started = time.perf_counter()
+    probe_seconds = 0.0
     try:
         while step < schedule.steps:
             try:
@@ -380,6 +418,15 @@ def _train(config: TrainConfig, context: DistributedContext, resume: Any, progre
                 if context.is_main:
                     save_checkpoint(output_dir, step, model, optimizer, scaler, config.to_dict(), context.world_size,
                                     run.keep_checkpoints)
+                if probe_set is not None:
+                    probed = time.perf_counter()
+                    entry = _probe(model, probe_set, config, step)
+                    writer.scalars({**probe_scalars(entry), "time/probe_seconds": entry["seconds"]}, step)
+                    with open(output_dir / PROBE_LOG, "a") as handle:
+                        handle.write(json.dumps(entry) + "\n")
+                    spent = time.perf_counter() - probed
+                    probe_seconds += spent
+                    window_started += spent  # s/step of the next window without the probe
                 if context.distributed:
                     dist.barrier()
     finally:
@@ -406,8 +453,16 @@ def _train(config: TrainConfig, context: DistributedContext, resume: Any, progre
             "model_bytes": (output_dir / FINAL_MODEL).stat().st_size,
             "parameters": sum(p.numel() for p in model.parameters()),
             "final_losses": {key: sum(entry[key] for entry in tail) / len(tail) for key in tail[0]} if tail else {},
+            "probe_seconds": round(probe_seconds, 2),
             "config": config.to_dict(),
         }
+        if probe_set is not None:
+            entries = _read_probe_log(output_dir / PROBE_LOG)
+            summary["probe"] = {
+                "file": PROBE_LOG,
+                "last": entries[-1] if entries else None,
+                "history": [{"step": entry["step"], **probe_scalars(entry), "seconds": entry["seconds"]} for entry in entries],
+            }
         (output_dir / "training_summary.json").write_text(json.dumps(summary, indent=2))
     if context.distributed:
         dist.barrier()

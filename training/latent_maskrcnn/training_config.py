@@ -1,5 +1,5 @@
-"""The training recipe as a YAML file: sections ``model``, ``data``, ``optimizer``, ``schedule``
-and ``run``, each a dataclass that refuses keys it does not know (with a suggestion), plus the
+"""The training recipe as a YAML file: sections ``model``, ``data``, ``optimizer``, ``schedule``,
+``run`` and ``probe``, each a dataclass that refuses keys it does not know (with a suggestion), plus the
 learning-rate and KL-weight schedules it defines.
 """
 from __future__ import annotations
@@ -195,11 +195,54 @@ class RunSection:
                 raise ConfigError(f"run.{name} must be >= 1, got {getattr(self, name)}")
 
 
-SECTIONS = {"data": DataSection, "optimizer": OptimizerSection, "schedule": ScheduleSection, "run": RunSection}
+@dataclass
+class ProbeSection:
+    """The seamless-pair probe (`latent_maskrcnn.pair_probe`) run at every checkpoint on a small
+    held-out COCO set made by the synthetic generator: off while ``annotations`` is null.
+    ``images`` defaults to the ``images`` folder beside the annotation file; ``max_images``
+    counts images holding a usable pair (the first ones in id order)."""
+
+    annotations: str | None = None
+    images: str | None = None
+    max_images: int = 24
+    samples: int = 8
+    p: float = 0.9
+    score_threshold: float = 0.1
+    iou_threshold: float = 0.5
+    seam_fraction: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_images < 1:
+            raise ConfigError(f"probe.max_images must be >= 1, got {self.max_images}")
+        if self.samples < 1:
+            raise ConfigError(f"probe.samples must be >= 1, got {self.samples}")
+        for name in ("p", "iou_threshold", "seam_fraction"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ConfigError(f"probe.{name} must be in (0, 1], got {getattr(self, name)}")
+        if not 0.0 <= self.score_threshold < 1.0:
+            raise ConfigError(f"probe.score_threshold must be in [0, 1), got {self.score_threshold}")
+        if self.images is not None and self.annotations is None:
+            raise ConfigError("probe.images is set but probe.annotations is not")
+
+    @property
+    def enabled(self) -> bool:
+        return self.annotations is not None
+
+    @property
+    def image_dir(self) -> str | None:
+        if self.annotations is None:
+            return None
+        return self.images if self.images is not None else str(Path(self.annotations).parent / "images")
+
+
+SECTIONS = {"data": DataSection, "optimizer": OptimizerSection, "schedule": ScheduleSection, "run": RunSection,
+            "probe": ProbeSection}
 MODEL_KEYS = [f.name for f in dataclasses.fields(ModelConfig)]
 RESUMABLE_CHANGES = {"schedule.steps", "run.log_every", "run.checkpoint_every", "run.keep_checkpoints",
                      "run.device", "run.threads", "run.output_dir", "data.num_workers"}
-"""Keys that may differ between a run and its resumption."""
+RESUMABLE_CHANGES |= {f"probe.{f.name}" for f in dataclasses.fields(ProbeSection)}
+"""Keys that may differ between a run and its resumption (the probe only reads the model)."""
 
 
 @dataclass
@@ -210,6 +253,7 @@ class TrainConfig:
     optimizer: OptimizerSection = field(default_factory=OptimizerSection)
     schedule: ScheduleSection = field(default_factory=ScheduleSection)
     run: RunSection = field(default_factory=RunSection)
+    probe: ProbeSection = field(default_factory=ProbeSection)
 
     @classmethod
     def from_dict(cls, document: Any) -> "TrainConfig":
