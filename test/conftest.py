@@ -1,8 +1,72 @@
-"""Shared test settings: small thread count so parallel test workers do not oversubscribe."""
+"""Shared test settings.
+
+Small thread count so parallel test workers do not oversubscribe. ROS 2: each pytest worker
+talks DDS on loopback only and in its own domain (live tests take further domains of their
+worker's range, see ``ros_domain``); where this package has been built with colcon (``make
+test`` does; ``AMENT_PREFIX_PATH`` or ``install/`` of the checkout), the generated messages
+(``latent_segmentation_ros.msg``) are found in the build while every other module still comes
+from the source tree under test.
+"""
+import itertools
 import os
+import sys
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = "latent_segmentation_ros"
+# Domains 50..99 (25 per worker); other DDS users on this host stay below 50 or above 99.
+DOMAIN_BASE, DOMAINS_PER_WORKER = 50, 25
+
+
+def _worker_index() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+
+
+WORKER_DOMAIN = DOMAIN_BASE + DOMAINS_PER_WORKER * (_worker_index() % 2)
+os.environ["ROS_DOMAIN_ID"] = str(WORKER_DOMAIN)
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+_domains = itertools.count(WORKER_DOMAIN + 1)
+
+
+def ros_install_prefixes() -> list[Path]:
+    """colcon install prefixes holding this package's generated Python messages."""
+    candidates = [Path(p) for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+    candidates.append(ROOT / "install")
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    found = []
+    for prefix in candidates:
+        if (prefix / "lib" / version / "site-packages" / PACKAGE / "msg" / "__init__.py").is_file():
+            if prefix.resolve() not in [p.resolve() for p in found]:
+                found.append(prefix)
+    return found
+
+
+def _add_built_messages() -> None:
+    import latent_segmentation_ros
+
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    for prefix in ros_install_prefixes():
+        built = str(prefix / "lib" / version / "site-packages" / PACKAGE)
+        if built not in latent_segmentation_ros.__path__:
+            # after the sources: only what the sources lack (msg/, the type support libraries)
+            latent_segmentation_ros.__path__.append(built)
+
+
+_add_built_messages()
+
+
+@pytest.fixture
+def ros_domain() -> int:
+    """A ROS_DOMAIN_ID no other test of any worker uses during this run."""
+    domain = next(_domains)
+    if domain >= WORKER_DOMAIN + DOMAINS_PER_WORKER:
+        raise RuntimeError("this worker ran out of ROS domain ids; widen DOMAINS_PER_WORKER")
+    return domain
