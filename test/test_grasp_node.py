@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
-pytest.importorskip("diagnostic_updater")
 pytest.importorskip("latent_segmentation_ros.msg", reason="messages not built (colcon build)")
 
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
