@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+import time
+from typing import Any, Callable, Mapping
 
 from latent_segmentation_ros.grasp_planner import SuctionCupLayout, SuctionGraspPlanner
 from latent_segmentation_ros.messages import (
@@ -47,11 +48,16 @@ class GraspCore:
     """Plans suction grasps on each incoming mask array; parameters apply to the next array."""
 
     def __init__(
-        self, factory: MessageFactory, parameters: ParameterSet | None = None, stats: NodeStats | None = None
+        self,
+        factory: MessageFactory,
+        parameters: ParameterSet | None = None,
+        stats: NodeStats | None = None,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.factory = factory
         self.parameters = parameters or ParameterSet(GRASP_PARAMETERS)
         self.stats = stats or NodeStats()
+        self._clock = clock
         self.planner = planner_from_parameters(self.parameters.values)
 
     def on_parameters(self, changes: Mapping[str, Any]) -> ParameterDecision:
@@ -67,8 +73,15 @@ class GraspCore:
         self.planner = planner
         return ParameterDecision(True, "", False, changed)
 
-    def handle(self, mask_array: Any) -> Outcome:
-        """A GraspCandidateArray for one ConfidenceMaskArray, or a counted drop with the reason."""
+    def handle(self, mask_array: Any, publish: Callable[[Any], None] | None = None) -> Outcome:
+        """A GraspCandidateArray for one ConfidenceMaskArray, or a counted drop with the reason.
+
+        With ``publish``, the message is published here and the latency reported to
+        diagnostics is measured from the call (the array's arrival) until ``publish`` returned;
+        without it, until the message was built.
+        """
+        start = self._clock()
+        self.stats.input_arrived()
         try:
             result = confidence_mask_array_to_result(mask_array)
         except (ValueError, AttributeError, TypeError) as error:
@@ -81,9 +94,11 @@ class GraspCore:
             message = build_grasp_candidate_array(
                 candidates, mask_array.header, result.camera, planner.layout.cup_radius, self.factory
             )
+            if publish is not None:
+                publish(message)
         except Exception as error:  # the node must survive anything one message can cause
             detail = f"{type(error).__name__}: {error}"
             self.stats.drop(DROP_ERROR, detail)
             return Outcome(drop_reason=DROP_ERROR, detail=detail)
-        self.stats.frame_done(0.0)
+        self.stats.frame_done((self._clock() - start) * 1000.0)
         return Outcome(output=message)

@@ -37,17 +37,16 @@ class GraspNode(ParameterizedNode):
             for topic in self.parameter_set["confidence_mask_topics"]
         ]
         self.watch_parameters(self.core.on_parameters)
-        self.start_diagnostics("grasp planning")
+        self.start_diagnostics("grasp planning", "confidence mask array")
         self.get_logger().info(
             f"planning grasps on {', '.join(self.parameter_set['confidence_mask_topics'])}, "
             f"publishing on {self._grasp_publisher.topic_name}"
         )
 
     def _on_masks(self, message: ConfidenceMaskArray) -> None:
-        outcome = self.core.handle(message)
-        if outcome.output is not None:
-            self._grasp_publisher.publish(outcome.output)
-        else:
+        # published inside handle, so the latency in /diagnostics runs from arrival to publication
+        outcome = self.core.handle(message, publish=self._grasp_publisher.publish)
+        if outcome.output is None:
             self.get_logger().warning(
                 f"mask array dropped ({outcome.drop_reason}): {outcome.detail}", throttle_duration_sec=WARNING_PERIOD_S
             )

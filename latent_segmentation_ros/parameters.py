@@ -121,6 +121,14 @@ SEGMENTATION_PARAMETERS = _specs(
     ParameterSpec("seed", 0, "integer", "Seed of the latent codes (same codes every frame); -1: fresh codes each frame", -1, 2**31 - 1),
     ParameterSpec("publish_overlay", True, "bool", "Publish <camera>/segmentation_overlay images for RViz"),
     ParameterSpec("generic_color_order", "bgr", "string", "Channel order assumed for 8UC3 images (no order in the encoding)", choices=("bgr", "rgb")),
+    ParameterSpec(
+        "input_timeout",
+        5.0,
+        "double",
+        "/diagnostics warns when no input (synchronised image pair) arrived for this many seconds; 0: never",
+        0.0,
+        3600.0,
+    ),
 )
 
 GRASP_PARAMETERS = _specs(
@@ -139,6 +147,14 @@ GRASP_PARAMETERS = _specs(
     ParameterSpec("candidates_per_mask", 1, "integer", "Grasps proposed per mask", 1, 100),
     ParameterSpec("min_sealed_cups", 1, "integer", "Grasps sealing fewer cups are not proposed", 1, 256),
     ParameterSpec("max_candidates", 0, "integer", "Most grasps per image (0: no limit)", 0, 100_000),
+    ParameterSpec(
+        "input_timeout",
+        5.0,
+        "double",
+        "/diagnostics warns when no input (confidence mask array) arrived for this many seconds; 0: never",
+        0.0,
+        3600.0,
+    ),
 )
 
 

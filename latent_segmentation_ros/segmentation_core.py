@@ -203,6 +203,7 @@ class FrameWorker:
     def submit(self, *messages: Any) -> None:
         from latent_segmentation_ros.node_support import DROP_BUSY
 
+        self.core.stats.input_arrived()
         if self.slot.put(messages):
             self.core.stats.drop(DROP_BUSY)
 

@@ -1,7 +1,8 @@
 """The two-camera segmentation node (rclpy wiring only; the behaviour is SegmentationCore's).
 
 Subscribes to the camera topics with the sensor-data QoS (overridable), pairs the images with
-message_filters' ApproximateTimeSynchronizer, hands the newest pair to a worker thread that owns
+message_filters' ApproximateTimeSynchronizer (camera_sync's pairer, the same policy, where
+message_filters is not installed), hands the newest pair to a worker thread that owns
 the model, and publishes one ConfidenceMaskArray per camera on ``<camera>/confidence_masks``
 (plus ``<camera>/segmentation_overlay`` when enabled). ``ros2 param set`` of p, mode or
 num_samples takes effect at once and re-publishes the last frame.
@@ -11,12 +12,18 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import message_filters
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import Image
 
-from latent_segmentation_ros.base_node import ParameterizedNode, StartupError, rclpy_factory, run_node
+from latent_segmentation_ros.base_node import (
+    ParameterizedNode,
+    StartupError,
+    rclpy_factory,
+    run_node,
+    subscribe_image_pairs,
+)
+from latent_segmentation_ros.camera_sync import SyncPolicy
 from latent_segmentation_ros.msg import ConfidenceMaskArray
 from latent_segmentation_ros.node_support import DROP_ERROR
 from latent_segmentation_ros.parameters import SEGMENTATION_PARAMETERS
@@ -52,19 +59,17 @@ class SegmentationNode(ParameterizedNode):
                 Image, f"{camera}/segmentation_overlay", QoSProfile(depth=2),
                 qos_overriding_options=overrides,
             )
-        # message_filters.Subscriber passes keyword arguments on to create_subscription
-        self._image_subscribers = [
-            message_filters.Subscriber(
-                self, Image, topic, qos_profile=qos_profile_sensor_data, qos_overriding_options=overrides
-            )
-            for topic in values["camera_topics"]
-        ]
-        self._synchronizer = message_filters.ApproximateTimeSynchronizer(
-            self._image_subscribers, values["queue_size"], values["sync_slop"]
+        self._pairing = subscribe_image_pairs(
+            self,
+            values["camera_topics"],
+            qos_profile_sensor_data,
+            SyncPolicy(values["sync_slop"], values["queue_size"]),
+            self._on_pair,
+            self.stats.source_message,
+            qos_overriding_options=overrides,
         )
-        self._synchronizer.registerCallback(self._on_pair)
         self.watch_parameters(self._on_parameters)
-        self.start_diagnostics("segmentation")
+        self.start_diagnostics("segmentation", "synchronised image pair")
         self.worker.start()
         self.get_logger().info(
             f"segmenting {', '.join(values['camera_topics'])} with mode={values['mode']} p={values['p']} "

@@ -24,6 +24,8 @@ ARGUMENTS = [
     ("device", "", "torch device: auto, cpu, cuda or cuda:N (empty: the config file's)"),
     ("left_image_topic", "", "sensor_msgs/Image topic of the first camera (empty: the config file's)"),
     ("right_image_topic", "", "sensor_msgs/Image topic of the second camera (empty: the config file's)"),
+    ("input_timeout", "", "seconds without input before /diagnostics warns, 0: never (empty: the config "
+     "file's)"),
     ("use_sim_time", "false", "use the /clock topic (true when replaying a bag with --clock)"),
     ("log_level", "info", "log level of both nodes"),
 ]
@@ -34,6 +36,8 @@ def _nodes(context, *args, **kwargs):
     value = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
     config = LaunchConfiguration("config")
     overrides = {"use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)}
+    if value["input_timeout"]:
+        overrides["input_timeout"] = ParameterValue(LaunchConfiguration("input_timeout"), value_type=float)
     segmentation_overrides = dict(overrides)
     for name in ("checkpoint", "device"):
         if value[name]:

@@ -83,3 +83,35 @@ def test_cup_parameters_refused_or_applied(factory):
     assert decision.accepted
     assert core.planner.layout.num_cups == 4
     assert core.planner.angles == pytest.approx([0.0, np.pi / 4])
+
+
+def test_latency_is_measured_from_arrival_to_published(factory):
+    now = [10.0]
+    published = []
+
+    def slow_publish(message):
+        now[0] += 0.004  # the publisher takes 4 ms
+        published.append(message)
+
+    core = GraspCore(factory, clock=lambda: now[0])
+    message, _ = mask_array(factory)
+    before = core.stats.snapshot()
+    assert before["latency_ms_last"] is None  # nothing measured, nothing reported
+    outcome = core.handle(message, publish=slow_publish)
+    assert published == [outcome.output]
+    snapshot = core.stats.snapshot()
+    assert snapshot["received"] == 1 and snapshot["processed"] == 1
+    assert snapshot["latency_ms_last"] == pytest.approx(4.0)
+
+
+def test_a_failing_publish_is_a_counted_processing_error(factory):
+    from latent_segmentation_ros.node_support import DROP_ERROR
+
+    def broken(message):
+        raise RuntimeError("publisher's context is invalid")
+
+    core = GraspCore(factory)
+    message, _ = mask_array(factory)
+    outcome = core.handle(message, publish=broken)
+    assert outcome.drop_reason == DROP_ERROR and "context is invalid" in outcome.detail
+    assert core.stats.snapshot()["processed"] == 0
