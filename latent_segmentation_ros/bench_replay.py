@@ -35,16 +35,17 @@ def peak_rss_mb() -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from latent_segmentation_ros.commands.node_options import add_node_option
+
     parser.add_argument("--frames", type=int, default=2000, help="frames per camera in the bag (default 2000)")
     parser.add_argument("--height", type=int, default=240, help="image height (default 240)")
     parser.add_argument("--width", type=int, default=320, help="image width (default 320)")
     parser.add_argument("--checkpoint", default=None, help="model checkpoint (default: the bundled demo model)")
-    parser.add_argument("--samples", type=int, default=None, help="samples K per image (default: the node's default)")
+    add_node_option(parser, "--samples", "num_samples", "samples K per image")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"], help="bag storage (default mcap)")
     parser.add_argument("--seed", type=int, default=0, help="scene seed (default 0)")
-    parser.add_argument("--mode", default=None, choices=["confidence_mask", "union_nms", "prior_mean"],
-                        help="aggregation mode (default: the node's)")
+    add_node_option(parser, "--mode", "mode", "aggregation mode")
     parser.add_argument("--without-ground-truth", action="store_true",
                         help="bag without ground truth: replay throughput without the scoring")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")

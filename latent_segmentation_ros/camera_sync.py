@@ -4,7 +4,8 @@ The segmentation node pairs its two cameras with ``message_filters.ApproximateTi
 offline replay must pair the frames of a bag exactly as the node would, or replay metrics would
 describe a different stream than the robot sees. ``ApproximateTimePairer`` implements the policy
 of the Python ``ApproximateTimeSynchronizer`` of ros2/message_filters, and ``SyncPolicy`` holds
-the two values (slop, queue size) that both are configured with.
+the two values (slop, queue size) that both are configured with (defaults: the node's
+``sync_slop`` and ``queue_size``).
 
 The policy, per incoming message:
 
@@ -26,6 +27,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Generic, Sequence, TypeVar
 
+from latent_segmentation_ros.parameters import SEGMENTATION_PARAMETERS
+
 T = TypeVar("T")
 
 NANOSECONDS_PER_SECOND = 1_000_000_000
@@ -38,8 +41,8 @@ class SyncPolicy:
     The node passes the same two values to ``message_filters.ApproximateTimeSynchronizer``.
     """
 
-    slop: float = 0.05
-    queue_size: int = 10
+    slop: float = SEGMENTATION_PARAMETERS["sync_slop"].default
+    queue_size: int = SEGMENTATION_PARAMETERS["queue_size"].default
 
     def __post_init__(self) -> None:
         if isinstance(self.slop, bool) or not isinstance(self.slop, (int, float)):

@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
+from latent_segmentation_ros.parameters import GRASP_PARAMETERS
 from latent_segmentation_ros.results import CameraResult, GraspCandidate
 
 
@@ -44,8 +45,15 @@ class SuctionCupLayout:
         object.__setattr__(self, "offsets", offsets)
 
     @classmethod
-    def grid(cls, rows: int = 3, cols: int = 3, spacing: float = 20.0, cup_radius: float = 6.0) -> "SuctionCupLayout":
-        """A rows x cols grid of cups ``spacing`` pixels apart, centred on the gripper centre."""
+    def grid(
+        cls,
+        rows: int = GRASP_PARAMETERS["cup_rows"].default,
+        cols: int = GRASP_PARAMETERS["cup_cols"].default,
+        spacing: float = GRASP_PARAMETERS["cup_spacing"].default,
+        cup_radius: float = GRASP_PARAMETERS["cup_radius"].default,
+    ) -> "SuctionCupLayout":
+        """A rows x cols grid of cups ``spacing`` pixels apart, centred on the gripper centre
+        (defaults: the grasp node's parameters)."""
         if rows < 1 or cols < 1:
             raise ValueError(f"a cup grid needs at least one row and column, got {rows}x{cols}")
         if not (np.isfinite(spacing) and spacing > 0):

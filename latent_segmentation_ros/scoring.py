@@ -14,6 +14,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from latent_maskrcnn.gripper_defaults import SIMULATED_GRIPPER_CIRCLES, SIMULATED_GRIPPER_RADIUS
 from latent_segmentation_ros.heap import HeapTrimmer
 from latent_segmentation_ros.report import FrameRecord, _number
 from latent_segmentation_ros.results import CameraResult, GraspCandidate
@@ -24,10 +25,10 @@ LOGGER = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ScoringConfig:
     """The simulated gripper of the double-pick metric (paper Section V-D): circle radius in
-    pixels, circles per image, seed; the defaults are `latent_maskrcnn.metrics`' own."""
+    pixels, circles per image, seed; the defaults are `latent_maskrcnn.gripper_defaults`."""
 
-    gripper_radius: int = 8
-    circles: int = 1000
+    gripper_radius: int = SIMULATED_GRIPPER_RADIUS
+    circles: int = SIMULATED_GRIPPER_CIRCLES
     seed: int = 0
 
     def gripper(self) -> Any:

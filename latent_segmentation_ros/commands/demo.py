@@ -9,13 +9,15 @@ MARKER = ".latent_seg_demo"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from latent_segmentation_ros.commands.node_options import add_node_option
+
     parser.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
     parser.add_argument("--frames", type=int, default=24, help="frames per camera (default 24)")
     parser.add_argument("--seed", type=int, default=0, help="scene seed (default 0)")
     parser.add_argument("--height", type=int, default=240, help="image height (default 240)")
     parser.add_argument("--width", type=int, default=320, help="image width (default 320)")
     parser.add_argument("--checkpoint", default=None, help="model .safetensors (default: the bundled demo model)")
-    parser.add_argument("--samples", type=int, default=None, help="samples K per image (default: the node's, 8)")
+    add_node_option(parser, "--samples", "num_samples", "samples K per image")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
 
 

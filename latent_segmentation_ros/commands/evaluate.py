@@ -7,6 +7,8 @@ HELP = "evaluate a checkpoint (and a MaskRCNN baseline) on COCO data: Table I/II
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from latent_segmentation_ros.commands.node_options import add_gripper_options, add_node_option
+
     parser.add_argument("--checkpoint", required=True, help="Latent-MaskRCNN checkpoint (.safetensors)")
     parser.add_argument("--data", required=True,
                         help="data folder as written by make-dataset (annotations.json and images/)")
@@ -14,14 +16,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder for results.json, results.md and the PNGs")
     parser.add_argument("--annotations", help="annotation file (default DATA/annotations.json)")
     parser.add_argument("--images", help="image folder (default DATA/images)")
-    parser.add_argument("--samples", type=int, default=8, help="K, latent samples per image (default 8)")
-    parser.add_argument("--p", type=float, default=0.9, help="confidence requirement of the table rows (default 0.9)")
+    add_node_option(parser, "--samples", "num_samples", "K, latent samples per image")
+    add_node_option(parser, "--p", "p", "confidence requirement of the table rows")
     parser.add_argument("--p-values", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0",
                         help="comma-separated p values for Fig. 5 and Fig. 8 (default 0.1 to 1.0)")
-    parser.add_argument("--score-threshold", type=float, default=0.1, help="detections kept above this score (default 0.1)")
+    add_node_option(parser, "--score-threshold", "score_threshold", "detections kept above this score")
     parser.add_argument("--iou-threshold", type=float, default=0.5, help="Union-NMS IoU threshold (default 0.5)")
-    parser.add_argument("--gripper-radius", type=int, default=8, help="simulated gripper circle radius in pixels (default 8)")
-    parser.add_argument("--circles", type=int, default=1000, help="simulated gripper circles per image (default 1000)")
+    add_gripper_options(parser)
     parser.add_argument("--max-images", type=int, help="evaluate only the first N images")
     parser.add_argument("--grid-images", type=int, default=3, help="images in samples.png (default 3)")
     parser.add_argument("--no-probe", action="store_true", help="skip the seamless-pair probe")

@@ -5,29 +5,25 @@ import argparse
 
 HELP = "replay a two-camera rosbag2 through the pipeline: output bag, metrics report, worst-frame pictures"
 
-DEFAULT_TOPICS = ["/overhead_left/image_raw", "/overhead_right/image_raw"]
-
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser, with_mode: bool = True) -> None:
-    """Options shared by replay, sweep-p and demo (defaults: the node's parameters)."""
+    """Options shared by replay and sweep-p; the defaults are the node's parameters."""
+    from latent_segmentation_ros.commands.node_options import add_gripper_options, add_node_option
+
     parser.add_argument("--bag", required=True, help="input rosbag2 (directory, or .mcap/.db3 file)")
     parser.add_argument("--out", required=True, help="output folder (report, pictures, output bag)")
     parser.add_argument("--checkpoint", default=None, help="model .safetensors (default: the bundled demo model)")
     if with_mode:
-        parser.add_argument("--mode", default=None, choices=["confidence_mask", "union_nms", "prior_mean"],
-                            help="aggregation mode (default: the node's, confidence_mask)")
-        parser.add_argument("--p", type=float, default=None, help="confidence requirement in (0, 1] (default 0.9)")
-    parser.add_argument("--samples", type=int, default=None, help="samples K per image (default 8)")
-    parser.add_argument("--score-threshold", type=float, default=None,
-                        help="detections at or below this score are ignored (default: the node's, 0.5)")
-    parser.add_argument("--device", default="cpu", help="torch device: cpu (default), auto, cuda, cuda:N")
-    parser.add_argument("--topics", nargs=2, default=DEFAULT_TOPICS, metavar=("LEFT", "RIGHT"),
-                        help="the two camera image topics (default: %(default)s)")
-    parser.add_argument("--slop", type=float, default=None, help="sync slop in seconds (default: the node's, 0.05)")
-    parser.add_argument("--queue-size", type=int, default=None, help="sync queue size (default: the node's, 10)")
-    parser.add_argument("--gripper-radius", type=int, default=8,
-                        help="radius in pixels of the simulated gripper circle of the double-pick metric (default 8)")
-    parser.add_argument("--circles", type=int, default=1000, help="simulated gripper circles per image (default 1000)")
+        add_node_option(parser, "--mode", "mode", "aggregation mode")
+        add_node_option(parser, "--p", "p", "confidence requirement in (0, 1]")
+    add_node_option(parser, "--samples", "num_samples", "samples K per image")
+    add_node_option(parser, "--score-threshold", "score_threshold", "detections at or below this score are ignored")
+    parser.add_argument("--device", default="cpu",
+                        help="torch device: cpu (default; the node's auto picks cuda when available), auto, cuda, cuda:N")
+    add_node_option(parser, "--topics", "camera_topics", "the two camera image topics", nargs=2, metavar=("LEFT", "RIGHT"))
+    add_node_option(parser, "--slop", "sync_slop", "sync slop in seconds")
+    add_node_option(parser, "--queue-size", "queue_size", "sync queue size")
+    add_gripper_options(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -38,15 +34,10 @@ def scoring_config(args: argparse.Namespace):
 
 
 def sync_policy(args: argparse.Namespace):
-    """The node's pairing, with --slop / --queue-size where given."""
+    """The node's pairing with --slop / --queue-size (whose defaults are the node's)."""
     from latent_segmentation_ros.camera_sync import SyncPolicy
-    from latent_segmentation_ros.replay import node_sync_policy
 
-    default = node_sync_policy()
-    return SyncPolicy(
-        slop=args.slop if args.slop is not None else default.slop,
-        queue_size=args.queue_size if args.queue_size is not None else default.queue_size,
-    )
+    return SyncPolicy(slop=args.slop, queue_size=args.queue_size)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

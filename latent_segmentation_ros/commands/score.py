@@ -7,11 +7,12 @@ HELP = "score a bag of ConfidenceMaskArray messages (replay output or live recor
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from latent_segmentation_ros.commands.node_options import add_gripper_options
+
     parser.add_argument("--predictions", required=True, help="bag with ConfidenceMaskArray (and GraspCandidateArray) topics")
     parser.add_argument("--ground-truth", required=True, help="bag with /<camera>/ground_truth mono16 label images")
     parser.add_argument("--out", required=True, help="folder for report.json, report.md and the overlays")
-    parser.add_argument("--gripper-radius", type=int, default=8, help="simulated gripper circle radius in pixels (default 8)")
-    parser.add_argument("--circles", type=int, default=1000, help="simulated gripper circles per image (default 1000)")
+    add_gripper_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,0 +1,59 @@
+"""Command-line options that stand for node parameters or the simulated gripper.
+
+Their defaults and the defaults their help shows come from the one place each is defined
+(the node parameter table in `latent_segmentation_ros.parameters`, the gripper defaults in
+`latent_maskrcnn.gripper_defaults`), so the command line cannot drift from the nodes. Light
+imports only: ``latent-seg --help`` builds every parser. Validation stays where the values are
+used (the pipeline settings), so a bad value gets the node's reason.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+
+from latent_maskrcnn.gripper_defaults import SIMULATED_GRIPPER_CIRCLES, SIMULATED_GRIPPER_RADIUS
+from latent_segmentation_ros.parameters import GRASP_PARAMETERS, SEGMENTATION_PARAMETERS, ParameterSpec
+
+_TYPES = {"double": float, "integer": int, "string": str, "string_array": str, "double_array": float}
+
+
+def node_parameter(name: str) -> ParameterSpec:
+    """The spec of a segmentation or grasp node parameter, by name."""
+    spec = SEGMENTATION_PARAMETERS.get(name) or GRASP_PARAMETERS.get(name)
+    if spec is None:
+        raise KeyError(f"no node parameter {name!r}")
+    return spec
+
+
+def add_node_option(
+    parser: argparse.ArgumentParser, flag: str, parameter: str, help: str, **kwargs
+) -> argparse.Action:
+    """``flag`` with the node parameter's default, type and choices; the help ends with
+    "(default: the node's <parameter>, <default>)". The action is tagged with
+    ``node_parameter`` so that tests can find every such option."""
+    spec = node_parameter(parameter)
+    kwargs.setdefault("type", _TYPES[spec.kind])
+    if spec.choices:
+        kwargs.setdefault("choices", list(spec.choices))
+    if spec.kind.endswith("_array"):
+        kwargs.setdefault("nargs", "+")
+    action = parser.add_argument(
+        flag,
+        default=copy.copy(spec.default),
+        help=f"{help} (default: the node's {spec.name}, %(default)s)",
+        **kwargs,
+    )
+    action.node_parameter = spec.name  # type: ignore[attr-defined]
+    return action
+
+
+def add_gripper_options(parser: argparse.ArgumentParser) -> None:
+    """--gripper-radius and --circles of the simulated gripper of the double-pick metric."""
+    parser.add_argument(
+        "--gripper-radius", type=int, default=SIMULATED_GRIPPER_RADIUS,
+        help="radius in pixels of the simulated gripper circle of the double-pick metric (default %(default)s)",
+    )
+    parser.add_argument(
+        "--circles", type=int, default=SIMULATED_GRIPPER_CIRCLES,
+        help="simulated gripper circles per image (default %(default)s)",
+    )
