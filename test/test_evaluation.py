@@ -101,3 +101,71 @@ def test_every_method_sees_the_same_samples(setup):
     assert calls == ["sample", "prior_mean"] * len(dataset)  # once per image, reused for every p and mode
     assert "maskrcnn" not in run.metrics and len(run.grid) == 1
     assert all(len(m.images) == len(dataset) for m in run.metrics.values())
+
+
+@pytest.fixture(scope="module")
+def pair_data(tmp_path_factory):
+    from latent_maskrcnn.synthetic import AmbiguityRates
+
+    root = tmp_path_factory.mktemp("evaluate_pairs")
+    make_dataset(root, images=3, seed=5, height=48, width=64, progress=False,
+                 rates=AmbiguityRates(seamless_pair=1.0, pair_merged=0.5))
+    return root
+
+
+def test_evaluate_splits_double_picks_by_cause_and_probes_the_pairs(setup, pair_data):
+    out = setup / "out_pairs"
+    code = cli.main([
+        "evaluate", "--checkpoint", str(setup / "latent.safetensors"), "--baseline", str(setup / "maskrcnn.safetensors"),
+        "--data", str(pair_data), "--out", str(out), "--samples", "3", "--p-values", "0.5,1.0",
+        "--gripper-radius", "2", "--circles", "200", "--score-threshold", "0.05", "--no-progress", "--device", "cpu",
+        "--grid-images", "0",
+    ])
+    assert code == 0
+    report = json.loads((out / "results.json").read_text())
+    rows = {row["key"]: row for row in report["double_pick_causes"]}
+    assert set(rows) == {"maskrcnn", "latent_prior_mean", "latent_union_nms", "confidence_mask_p0.50",
+                         "confidence_mask_p0.90", "confidence_mask_p1.00"}
+    for key, row in rows.items():
+        method = report["methods"][key]
+        # the paper's D / N is unchanged; the causes partition it
+        assert (row["picks"], row["double_picks"]) == (method["picks"], method["double_picks"])
+        assert row["double_pick_rate"] == method["double_pick_rate"]
+        assert sum(cause["count"] for cause in row["causes"].values()) == row["double_picks"]
+        assert row["causes"]["unknown"]["count"] == 0 and row["images_without_kinds"] == 0
+        assert 0 <= row["false_positives"] <= row["picks"] - row["double_picks"]
+    probe = report["pair_probe"]
+    assert probe["pairs"] + sum(probe["dropped"].values()) == 3 and probe["pairs"] >= 2
+    assert set(probe["methods"]) == {"confidence_mask", "prior_mean", "union_nms", "maskrcnn"}
+    assert probe["samples"]["num_samples"] == 3
+    assert sum(probe["samples"]["answers"].values()) == pytest.approx(1.0)
+    markdown = (out / "results.md").read_text()
+    assert "## Double picks by cause" in markdown and "## Seamless-pair probe" in markdown
+
+    code = cli.main([
+        "evaluate", "--checkpoint", str(setup / "latent.safetensors"), "--data", str(setup / "data"),
+        "--out", str(setup / "out_no_probe"), "--samples", "2", "--p-values", "0.5", "--gripper-radius", "2",
+        "--circles", "50", "--no-progress", "--device", "cpu", "--grid-images", "0", "--no-probe",
+    ])
+    assert code == 0
+    assert json.loads((setup / "out_no_probe" / "results.json").read_text())["pair_probe"] is None
+
+
+def test_data_without_ambiguity_kinds_degrade_to_unknown(setup, pair_data, tmp_path):
+    from latent_maskrcnn.checkpoint import load_model
+    from latent_maskrcnn.data import CocoInstanceDataset
+    from latent_maskrcnn.evaluation import cause_table
+    from latent_maskrcnn.pair_probe import summarize_probe
+
+    document = json.loads((pair_data / "annotations.json").read_text())
+    for annotation in document["annotations"]:
+        del annotation["ambiguity"]
+    (tmp_path / "plain.json").write_text(json.dumps(document))
+    dataset = CocoInstanceDataset(tmp_path / "plain.json", pair_data / "images")
+    settings = EvaluationSettings(num_samples=2, p_values=(0.5,), gripper_radius=2, circles=200, grid_images=0,
+                                  score_threshold=0.05)
+    run = run_methods(load_model(setup / "latent.safetensors"), dataset, None, settings, progress=False)
+    for row in cause_table(run):
+        assert row["images_without_kinds"] == 3
+        assert row["causes"]["unknown"]["count"] == row["double_picks"]
+    assert run.probe == [] and summarize_probe(run.probe)["pairs"] == 0

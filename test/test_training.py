@@ -269,3 +269,67 @@ def test_demo_model_fits_the_size_limit():
     stored_bytes = sum(t.numel() * (2 if t.is_floating_point() else t.element_size()) for t in model.state_dict().values())
     assert config.run.save_dtype == "float16" and stored_bytes < 20e6
     assert config.model["latent_dim"] > 0 and config.schedule.kl_schedule == "warmup"
+
+
+def test_probe_runs_at_every_checkpoint_and_survives_a_resume(tmp_path, tiny_data):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from latent_maskrcnn.synthetic import AmbiguityRates
+
+    held_out = tmp_path / "held_out"
+    make_dataset(held_out, images=3, seed=9, height=48, width=64, progress=False,
+                 rates=AmbiguityRates(seamless_pair=1.0))
+    document = recipe(tiny_data, tmp_path / "run", schedule={"steps": 4}, run={"checkpoint_every": 2})
+    document["probe"] = {"annotations": str(held_out / "annotations.json"), "max_images": 2, "samples": 2}
+    result = train(TrainConfig.from_dict(document), progress=False)
+    assert result.step == 4
+    run_dir = tmp_path / "run"
+    entries = [json.loads(line) for line in (run_dir / "probe.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in entries] == [2, 4]
+    for entry in entries:
+        assert entry["pairs"] == 2 and entry["num_samples"] == 2 and entry["seconds"] > 0
+        assert set(entry["methods"]) == {"confidence_mask", "prior_mean"}
+    summary = json.loads((run_dir / "training_summary.json").read_text())
+    assert [row["step"] for row in summary["probe"]["history"]] == [2, 4]
+    assert summary["probe"]["last"]["step"] == 4 and summary["probe_seconds"] > 0
+    events = EventAccumulator(str(run_dir / TENSORBOARD_DIR))
+    events.Reload()
+    assert [event.step for event in events.Scalars("probe/samples_mixed")] == [2, 4]
+    assert {"probe/confidence_mask_seam_covered", "probe/prior_mean_seam_covered", "time/probe_seconds"} <= set(
+        events.Tags()["scalars"])
+
+    # resuming from step 2 drops the stale step-4 entry and writes it again; probe keys may change
+    document["schedule"]["steps"] = 6
+    document["probe"]["samples"] = 3
+    train(TrainConfig.from_dict(document), resume=run_dir / "checkpoints" / "step_0000002", progress=False)
+    entries = [json.loads(line) for line in (run_dir / "probe.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in entries] == [2, 4, 6]
+    assert [entry["num_samples"] for entry in entries] == [2, 3, 3]
+
+
+def test_the_probe_of_a_baseline_run_reads_its_single_prediction(tmp_path, tiny_data):
+    from latent_maskrcnn.synthetic import AmbiguityRates
+
+    held_out = tmp_path / "held_out"
+    make_dataset(held_out, images=1, seed=9, height=48, width=64, progress=False,
+                 rates=AmbiguityRates(seamless_pair=1.0))
+    document = recipe(tiny_data, tmp_path / "run", schedule={"steps": 2}, run={"checkpoint_every": 2})
+    document["probe"] = {"annotations": str(held_out / "annotations.json"), "max_images": 1}
+    result = train(baseline_config(TrainConfig.from_dict(document)), progress=False)
+    entries = [json.loads(line) for line in (result.output_dir / "probe.jsonl").read_text().splitlines()]
+    assert len(entries) == 1 and entries[0]["pairs"] == 1
+    assert entries[0]["samples"] is None and entries[0]["num_samples"] == 1
+    assert set(entries[0]["methods"]) == {"maskrcnn"}
+
+
+def test_probe_config_is_checked(tmp_path, tiny_data):
+    document = recipe(tiny_data, tmp_path / "run")
+    document["probe"] = {"images": str(tiny_data / "images")}
+    with pytest.raises(ConfigError, match="probe.annotations"):
+        TrainConfig.from_dict(document)
+    document["probe"] = {"annotations": "x.json", "max_imgs": 3}
+    with pytest.raises(ConfigError, match="did you mean 'max_images'"):
+        TrainConfig.from_dict(document)
+    document["probe"] = {"annotations": str(tmp_path / "missing.json")}
+    with pytest.raises(DatasetError, match="does not exist"):
+        train(TrainConfig.from_dict(document), progress=False)
