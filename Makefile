@@ -26,7 +26,7 @@ ros2: $(STAMP)
 
 # -rs: the reason of every skipped test in the summary.
 test: ros2
-	bash -c 'source tools/ros2_env.sh && exec $(PY) -m pytest -q -n 2 -rs test'
+	bash -c 'source tools/ros2_env.sh && LATENT_SEG_REQUIRE_ROS=1 exec $(PY) -m pytest -q -n 2 --dist loadgroup -rs test'
 
 demo: $(STAMP)
 	$(VENV)/bin/latent-seg demo

@@ -63,10 +63,34 @@ def _add_built_messages() -> None:
 _add_built_messages()
 
 
-@pytest.fixture
-def ros_domain() -> int:
+def next_ros_domain() -> int:
     """A ROS_DOMAIN_ID no other test of any worker uses during this run."""
     domain = next(_domains)
     if domain >= WORKER_DOMAIN + DOMAINS_PER_WORKER:
         raise RuntimeError("this worker ran out of ROS domain ids; widen DOMAINS_PER_WORKER")
     return domain
+
+
+@pytest.fixture
+def ros_domain() -> int:
+    """A domain of the test's own."""
+    return next_ros_domain()
+
+
+@pytest.fixture(scope="module")
+def ros_module_domain() -> int:
+    """A domain of the module's own, for nodes its tests share."""
+    return next_ros_domain()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """With LATENT_SEG_REQUIRE_ROS=1 (``make test``), rclpy and the built messages must import:
+    the ROS tests are not allowed to skip for want of them."""
+    if os.environ.get("LATENT_SEG_REQUIRE_ROS") != "1":
+        return
+    try:
+        import rclpy  # noqa: F401
+
+        from latent_segmentation_ros.msg import ConfidenceMaskArray  # noqa: F401
+    except ImportError as error:
+        pytest.exit(f"LATENT_SEG_REQUIRE_ROS=1 but ROS 2 is not usable here: {error}", returncode=3)
