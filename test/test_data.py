@@ -83,7 +83,7 @@ def test_synthetic_items_match_the_annotations(synthetic_set):
     image, target = dataset[1]
     assert image.dtype == torch.float32 and image.shape == (3, 48, 64)
     assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0
-    stored = np.asarray(Image.open(images / coco.loadImgs(2)[0]["file_name"]))
+    stored = np.array(Image.open(images / coco.loadImgs(2)[0]["file_name"]))
     assert torch.equal((image * 255).round().to(torch.uint8).permute(1, 2, 0), torch.from_numpy(stored))
     annotations = coco.loadAnns(coco.getAnnIds(imgIds=2))
     assert target["masks"].dtype == torch.uint8 and target["masks"].shape == (len(annotations), 48, 64)
