@@ -23,8 +23,8 @@ pytest.importorskip("latent_segmentation_ros.msg", reason="messages not built (c
 
 from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
 
-from latent_segmentation_ros import live_rig  # noqa: E402
-from latent_segmentation_ros.live_rig import (  # noqa: E402
+from latent_segmentation_ros import rig_node  # noqa: E402
+from latent_segmentation_ros.rig_node import (  # noqa: E402
     CAMERAS, GRASP_NODE, SEGMENTATION_NODE, Rig, drops_by_reason, stamp_ns_of, start_node, stop_all,
 )
 from latent_segmentation_ros.messages import confidence_mask_array_to_result  # noqa: E402
@@ -43,12 +43,12 @@ SECOND = 1_000_000_000
 
 @pytest.fixture(scope="module")
 def prefix():
-    return live_rig.find_install_prefix()
+    return rig_node.find_install_prefix()
 
 
 @pytest.fixture(scope="module")
 def pairs():
-    return live_rig.synthetic_pairs(4, HEIGHT, WIDTH, seed=3)
+    return rig_node.synthetic_pairs(4, HEIGHT, WIDTH, seed=3)
 
 
 class Stamps:
@@ -224,7 +224,7 @@ def malformed(rig, kind, rgbs, stamp):
     elif kind == "empty_encoding":
         left.encoding = ""
     elif kind == "size_mismatch":
-        small = live_rig.image_message(rgbs[1][: HEIGHT // 2, : WIDTH // 2].copy(), stamp + 2_000_000,
+        small = rig_node.image_message(rgbs[1][: HEIGHT // 2, : WIDTH // 2].copy(), stamp + 2_000_000,
                                        right.header.frame_id)
         right = small
     else:

@@ -12,8 +12,8 @@ import pytest
 pytest.importorskip("rclpy")
 pytest.importorskip("latent_segmentation_ros.msg", reason="messages not built (colcon build)")
 
-from latent_segmentation_ros import live_rig  # noqa: E402
-from latent_segmentation_ros.live_rig import Rig, start_node, stop_all  # noqa: E402
+from latent_segmentation_ros import rig_node  # noqa: E402
+from latent_segmentation_ros.rig_node import Rig, start_node, stop_all  # noqa: E402
 from test_live_nodes import RATE_HZ, Stamps, assert_clean_exit, start_cell, wait_until_answering  # noqa: E402
 
 pytestmark = pytest.mark.xdist_group("live_signals")
@@ -21,12 +21,12 @@ pytestmark = pytest.mark.xdist_group("live_signals")
 
 @pytest.fixture(scope="module")
 def prefix():
-    return live_rig.find_install_prefix()
+    return rig_node.find_install_prefix()
 
 
 @pytest.fixture(scope="module")
 def pairs():
-    return live_rig.synthetic_pairs(2, 240, 320, seed=5)
+    return rig_node.synthetic_pairs(2, 240, 320, seed=5)
 
 
 @pytest.mark.xfail(strict=True, reason="grasp_node killed by the second SIGINT (/work/coord/LIVE_FAILURES.md 1)")

@@ -10,12 +10,13 @@ import argparse
 import importlib
 import importlib.util
 
-HELP = "benchmarks: model inference speed, aggregation speed, bag replay (JSON with --json)"
+HELP = "benchmarks: model inference speed, aggregation speed, bag replay, live nodes (JSON with --json)"
 
 BENCHMARKS = {
     "model": "latent_maskrcnn.bench_model",
     "aggregate": "latent_maskrcnn.bench_aggregate",
     "replay": "latent_segmentation_ros.bench_replay",
+    "node": "latent_segmentation_ros.bench_node",
 }
 
 

@@ -37,8 +37,7 @@ PACKAGE = "latent_segmentation_ros"
 CAMERAS = ("overhead_left", "overhead_right")
 SEGMENTATION_NODE = "latent_segmentation"
 GRASP_NODE = "suction_grasp_planner"
-LEVEL_NAMES = {DiagnosticStatus.OK: "OK", DiagnosticStatus.WARN: "WARN", DiagnosticStatus.ERROR: "ERROR",
-               DiagnosticStatus.STALE: "STALE"}
+LEVEL_NAMES = {0: "OK", 1: "WARN", 2: "ERROR", 3: "STALE"}  # DiagnosticStatus levels
 
 
 def find_install_prefix(explicit: str | os.PathLike | None = None) -> Path:
@@ -226,7 +225,7 @@ class Rig:
         self.published_at: dict[int, float] = {}
         self.context = Context()
         rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = rclpy.create_node("live_rig", namespace=namespace or "/", context=self.context)
+        self.node = rclpy.create_node("rig_node", namespace=namespace or "/", context=self.context)
         prefix = f"/{namespace.strip('/')}" if namespace.strip("/") else ""
         self.image_publishers = [
             self.node.create_publisher(Image, f"{prefix}/{camera}/image_raw", qos_profile_sensor_data)
@@ -241,7 +240,7 @@ class Rig:
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._keeper(self.diagnostics), depth)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        self._spinner = threading.Thread(target=self._spin, name="live_rig", daemon=True)
+        self._spinner = threading.Thread(target=self._spin, name="rig_node", daemon=True)
         self._spinner.start()
 
     def _keeper(self, store: list[Received]) -> Callable[[Any], None]:
