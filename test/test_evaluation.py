@@ -34,7 +34,8 @@ def test_evaluate_writes_every_table_and_picture(setup):
         "--gripper-radius", "2", "--circles", "50", "--score-threshold", "0.05", "--no-progress", "--device", "cpu",
     ])
     assert code == 0
-    for name in ("results.json", "results.md", "fig5_double_pick.png", "fig8_score_quality.png", "samples.png"):
+    for name in ("results.json", "results.md", "fig5_double_pick.png", "double_pick_causes.png", "fig8_score_quality.png",
+                 "samples.png"):
         path = out / name
         assert path.is_file() and path.stat().st_size > 0, name
         if name.endswith(".png"):

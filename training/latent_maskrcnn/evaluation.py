@@ -12,8 +12,8 @@ with the false-positive picks on empty floor, and the seamless-pair probe (`pair
 the evaluated images that hold a pair, computed from the same samples.
 
 Output folder: ``results.json``, ``results.md`` (tables), ``fig5_double_pick.png``,
-``fig8_score_quality.png`` and ``samples.png`` (image, ground truth, MaskRCNN, latent samples,
-confidence masks for the first images).
+``double_pick_causes.png``, ``fig8_score_quality.png`` and ``samples.png`` (image, ground truth,
+MaskRCNN, latent samples, confidence masks for the first images).
 """
 from __future__ import annotations
 
@@ -404,7 +404,7 @@ def _json_safe(value):
 
 def write_report(run: EvaluationRun, out_dir: str | Path, checkpoint: str, data: str, baseline: str | None = None) -> dict:
     """Summaries, tables, pictures, ``results.json`` and ``results.md`` in ``out_dir``."""
-    from latent_maskrcnn.evaluation_plots import plot_double_pick, plot_sample_grid, plot_score_quality
+    from latent_maskrcnn.evaluation_plots import plot_double_pick, plot_double_pick_causes, plot_sample_grid, plot_score_quality
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -426,6 +426,9 @@ def write_report(run: EvaluationRun, out_dir: str | Path, checkpoint: str, data:
     pictures.append("fig5_double_pick.png")
     plot_score_quality(report, run.metrics, out / "fig8_score_quality.png")
     pictures.append("fig8_score_quality.png")
+    if report["double_pick_causes"]:
+        plot_double_pick_causes(report, out / "double_pick_causes.png")
+        pictures.append("double_pick_causes.png")
     if run.grid:
         plot_sample_grid(run.grid, out / "samples.png")
         pictures.append("samples.png")

@@ -130,3 +130,42 @@ def plot_sample_grid(rows: Sequence, path: str | Path) -> None:
             axes.imshow(picture)
     figure.tight_layout()
     figure.savefig(path)
+
+
+CAUSE_COLOURS = {"pair_seam": "tab:red", "pair_other": "tab:orange", "film": "tab:purple",
+                 "glare_stripe": "tab:olive", "plain": "tab:blue", "unknown": "tab:gray"}
+
+
+def plot_double_pick_causes(report: dict, path: str | Path) -> None:
+    """Double-pick rate (percent) of every method and p as stacked bars of its causes, with
+    the false-positive rate (circles on no item) as a second axis."""
+    rows = report.get("double_pick_causes") or []
+    figure = _figure(max(6.0, 0.55 * len(rows) + 2.0), 4.5)
+    axes = figure.add_subplot(1, 1, 1)
+    labels = [row["method"].replace("Confidence Mask p = ", "p ").replace("Latent ", "") for row in rows]
+    positions = np.arange(len(rows))
+    bottom = np.zeros(len(rows))
+    for cause, colour in CAUSE_COLOURS.items():
+        heights = np.array([100.0 * (row["causes"][cause]["rate"] or 0.0) for row in rows])
+        if heights.any():
+            axes.bar(positions, heights, bottom=bottom, color=colour, label=cause, width=0.7)
+            bottom += heights
+    axes.set_ylim(0, 1.45 * max(float(bottom.max()) if len(rows) else 0.0, 1e-3))  # room for the legends
+    axes.set_ylabel("double-pick rate % (D / N), by cause")
+    axes.set_xticks(positions)
+    axes.set_xticklabels(labels, rotation=45, ha="right", fontsize=8)
+    axes.grid(axis="y", alpha=0.3)
+    rates = [row["false_positive_rate"] for row in rows]
+    if any(_finite(rate) for rate in rates):
+        other = axes.twinx()
+        other.plot(positions, [100.0 * rate if _finite(rate) else np.nan for rate in rates], "k.--",
+                   label="false positives (right)")
+        other.set_ylabel("false-positive picks % (circles on no item)")
+        finite = [100.0 * rate for rate in rates if _finite(rate)]
+        other.set_ylim(0, 1.45 * max(max(finite), 1e-3))
+        other.legend(loc="upper right", fontsize=8)
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(loc="upper left", fontsize=8, ncol=3)
+    axes.set_title("Where the simulated double picks come from")
+    figure.tight_layout()
+    figure.savefig(path)
