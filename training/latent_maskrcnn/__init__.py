@@ -4,11 +4,9 @@ Union-NMS, prior-mean predictions, metrics, synthetic data and training. Never i
 Every name in ``__all__`` is the function or class of that name, whatever was imported
 before: ``latent_maskrcnn.aggregate``, ``.confidence_masks`` and ``.union_nms`` are the
 functions, although modules of the same names exist. Reach those modules with
-``from latent_maskrcnn.<module> import ...`` (or ``importlib.import_module``).
+``from latent_maskrcnn.<module> import ...`` or ``importlib.import_module`` (see `_exports`).
 """
-import importlib
-import sys
-import types
+from latent_maskrcnn._exports import export_lazily
 
 # Public names, imported on first use so that `import latent_maskrcnn.<light module>` stays fast.
 _LAZY_EXPORTS = {
@@ -66,37 +64,4 @@ _LAZY_EXPORTS = {
 }
 
 __all__ = sorted(_LAZY_EXPORTS)
-
-
-def __getattr__(name: str) -> object:
-    """Import the defining module of a public name on first use and cache the name."""
-    module = _LAZY_EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY_EXPORTS))
-
-
-class _Package(types.ModuleType):
-    """The package's module type. Importing a submodule makes the import system bind it as an
-    attribute of the package (``setattr(package, "union_nms", <module>)``); where the
-    submodule shares its name with a public function, that binding would hide the function,
-    before or after it was first resolved. The binding is skipped for public names, so they
-    always resolve through `__getattr__`; the submodule stays in ``sys.modules``."""
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if (
-            name in _LAZY_EXPORTS
-            and isinstance(value, types.ModuleType)
-            and value.__name__ == f"{self.__name__}.{name}"
-        ):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+export_lazily(__name__, _LAZY_EXPORTS)
