@@ -9,6 +9,7 @@ publish the same DiagnosticArray on /diagnostics themselves; they log which they
 """
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from functools import partial
@@ -27,9 +28,9 @@ from std_msgs.msg import Header
 
 from latent_segmentation_ros.camera_sync import ApproximateTimePairer, SyncPolicy
 from latent_segmentation_ros.messages import MessageFactory, rclpy_array_converters
-from latent_segmentation_ros.node_support import NodeStats, diagnostic_summary
+from latent_segmentation_ros.node_support import NodeStats, diagnostic_summary, seconds_since_process_start
 from latent_segmentation_ros.parameters import ParameterSet, ParameterSpec
-from latent_segmentation_ros.signals import ShutdownRequest, install_shutdown_handlers
+from latent_segmentation_ros.signals import ShutdownRequest, ignore_further_signals, install_shutdown_handlers
 
 try:
     import message_filters
@@ -267,7 +268,11 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
         if not shutdown.requested:
             node = factory()
             logger = node.get_logger()
-            logger.info(f"ready {time.monotonic() - started:.1f} s after rclpy.init")
+            since_start = seconds_since_process_start()
+            logger.info(
+                f"ready {time.monotonic() - started:.1f} s after rclpy.init"
+                + ("" if since_start is None else f", {since_start:.1f} s after the process started")
+            )
             executor.add_node(node)
             while rclpy.ok() and not shutdown.requested:
                 executor.spin_once(timeout_sec=SPIN_PERIOD_S)
@@ -284,7 +289,11 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
 def _teardown(executor: Any, node: Node | None, shutdown: ShutdownRequest, logger: Any) -> None:
     if shutdown.requested:
         logger.info(f"shutting down on {shutdown.signal_name}")
+        ignore_further_signals()  # the process ends now; a late repeat must not kill it
     executor.shutdown(timeout_sec=1.0)
     if node is not None:
         node.destroy_node()
     rclpy.try_shutdown()
+    # The process ends next: spare the interpreter's final garbage collection a walk over
+    # torch's millions of objects (measured: 1.3 s of a 2 s exit, more on a busy machine).
+    gc.freeze()

@@ -2,11 +2,24 @@
 callback and the worker thread, drop/health counters, and the diagnostics summary."""
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+def seconds_since_process_start() -> float | None:
+    """Wall time since this process started (Linux /proc), for the "ready after" log line; None
+    where that cannot be read."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as stat, open("/proc/uptime", encoding="ascii") as uptime:
+            start_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
+            now = float(uptime.read().split()[0])
+        return now - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
 
 # Why a frame was not processed; the keys of NodeStats.dropped.
 DROP_BUSY = "superseded"  # a newer pair arrived while the worker was busy

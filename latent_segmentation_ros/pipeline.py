@@ -109,9 +109,16 @@ class PerceptionPipeline:
     # ----------------------------------------------------------------------- construction
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path | None = None, device: str = "auto", settings: PipelineSettings | None = None
+        cls,
+        path: str | Path | None = None,
+        device: str = "auto",
+        settings: PipelineSettings | None = None,
+        warm_up_kernel: bool = True,
     ) -> "PerceptionPipeline":
         """Load a `.safetensors` checkpoint (default: the bundled demo model).
+
+        On the CPU the compiled aggregation kernel is compiled (or loaded from its cache) here,
+        unless ``warm_up_kernel`` is False (the node compiles it in the background instead).
 
         Raises CheckpointLoadError naming the path and the cause (missing file, wrong format,
         weights that do not fit the stored config, an unavailable device).
@@ -136,7 +143,7 @@ class PerceptionPipeline:
             model = load_model(path, resolved)
         except Exception as error:  # any failure to load is reported with the path and cause
             raise CheckpointLoadError(f"cannot load checkpoint {path}: {type(error).__name__}: {error}") from error
-        if str(resolved).split(":")[0] == "cpu":
+        if warm_up_kernel and str(resolved).split(":")[0] == "cpu":
             from latent_maskrcnn.confidence_masks import warm_up_compiled_kernel
 
             warm_up_compiled_kernel()

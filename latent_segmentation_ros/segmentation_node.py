@@ -10,6 +10,7 @@ num_samples takes effect at once and re-publishes the last frame.
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
@@ -32,6 +33,7 @@ from latent_segmentation_ros.segmentation_core import PIPELINE_SETTINGS, FrameOu
 
 NODE_NAME = "latent_segmentation"
 WARNING_PERIOD_S = 5.0
+SHUTDOWN_WAIT_S = 2.0
 
 
 class SegmentationNode(ParameterizedNode):
@@ -39,11 +41,18 @@ class SegmentationNode(ParameterizedNode):
         super().__init__(NODE_NAME, SEGMENTATION_PARAMETERS, **kwargs)
         values = self.parameter_set
         settings = PipelineSettings(**{name: values[name] for name in PIPELINE_SETTINGS})
+        started = time.perf_counter()
         try:
-            pipeline = PerceptionPipeline.from_checkpoint(values["checkpoint"] or None, values["device"], settings)
+            pipeline = PerceptionPipeline.from_checkpoint(
+                values["checkpoint"] or None, values["device"], settings, warm_up_kernel=False
+            )
         except CheckpointLoadError as error:
             raise StartupError(str(error)) from None
-        self.get_logger().info(f"model {pipeline.model_id} on {pipeline.device}")
+        self.get_logger().info(
+            f"model {pipeline.model_id} on {pipeline.device} loaded in {time.perf_counter() - started:.1f} s"
+        )
+        if str(pipeline.device).split(":")[0] == "cpu":
+            self._compile_kernel()
         self.core = SegmentationCore(pipeline, rclpy_factory(), values, self.stats)
         self.worker = FrameWorker(self.core, self._publish, self._report_drop)
 
@@ -76,6 +85,26 @@ class SegmentationNode(ParameterizedNode):
             f"num_samples={values['num_samples']}"
         )
 
+    def _compile_kernel(self) -> None:
+        """The compiled CPU aggregation kernel, compiled (first start: ~20 s) or loaded from its
+        disk cache (well under a second) in the background: frames meanwhile use the torch
+        kernel (the same definitions), so the node segments from its first pair."""
+        from latent_maskrcnn import confidence_kernel
+        from latent_maskrcnn.confidence_masks import warm_up_compiled_kernel
+
+        logger = self.get_logger()
+
+        def done(seconds: float, error: BaseException | None) -> None:
+            if error is None:
+                logger.info(
+                    f"compiled aggregation kernel ready after {seconds:.1f} s "
+                    f"(cache: {confidence_kernel.CACHE_PATH or 'none writable, compiled each start'})"
+                )
+            else:
+                logger.error(f"compiled aggregation kernel unavailable, the torch kernel stays: {error}")
+
+        confidence_kernel.compile_in_background(warm_up_compiled_kernel, done)
+
     def _on_pair(self, *images: Image) -> None:
         # runs under the synchroniser's lock: only hand the pair over
         self.worker.submit(*images)
@@ -105,7 +134,9 @@ class SegmentationNode(ParameterizedNode):
             )
 
     def destroy_node(self) -> None:
-        self.worker.stop()
+        # Wait for a frame in progress only so long: shutdown must finish within seconds; the
+        # worker is a daemon thread and whatever it publishes late is a counted, logged drop.
+        self.worker.stop(timeout=SHUTDOWN_WAIT_S)
         super().destroy_node()
 
 

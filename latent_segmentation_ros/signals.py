@@ -50,6 +50,18 @@ class ShutdownRequest:
 _installed: ShutdownRequest | None = None
 
 
+def ignore_further_signals() -> None:
+    """Once teardown is done: ignore SIGINT and SIGTERM for the rest of the process.
+
+    Python's finalization puts the default action back in place of Python handlers, so a
+    second Ctrl-C landing in the last milliseconds of the exit would still kill the process
+    with SIGINT (exit -2); an ignored signal stays ignored.
+    """
+    if threading.current_thread() is threading.main_thread():
+        for signum in HANDLED:
+            signal.signal(signum, signal.SIG_IGN)
+
+
 def install_shutdown_handlers() -> ShutdownRequest:
     """Route SIGINT and SIGTERM of this process to one ShutdownRequest (idempotent).
 

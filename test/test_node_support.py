@@ -166,3 +166,15 @@ def test_several_reasons_are_all_given_at_the_highest_level():
     level, message, _ = diagnostic_summary(stats.snapshot(), input_timeout=5.0, input_name="image pair")
     assert level == "error"
     assert "processing fails" in message and "1 bad_image" in message and "no image pair received" in message
+
+
+def test_seconds_since_process_start_is_plausible():
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", "import time; time.sleep(0.5); from latent_segmentation_ros.node_support import "
+         "seconds_since_process_start as s; print(s())"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    assert 0.4 <= float(out) < 30.0

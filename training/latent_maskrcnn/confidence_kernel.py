@@ -14,8 +14,20 @@ sum over its cells of the smallest remaining count in the support. The best cand
 (estimates rounded to 1e-9, then the lower row) is computed exactly at full resolution,
 emitted if non-empty and above the threshold, and claimed; otherwise it is dropped for good.
 With ``pool = 1`` every estimate is exact and this is exactly Algorithm 1.
+
+Compiling these functions takes about 20 s; the machine code is cached on disk, so later
+processes load it in well under a second. numba caches next to this file when that folder is
+writable (a colcon or venv install), else in ``$XDG_CACHE_HOME/numba`` (``~/.cache/numba``),
+or where ``NUMBA_CACHE_DIR`` says; when no location is writable the kernel is compiled in
+every process instead of failing to import. A process that must answer quickly (the
+segmentation node) compiles with :func:`compile_in_background` while the torch kernel serves:
+:func:`compiled_ready` is what the "auto" kernel choice looks at.
 """
 from __future__ import annotations
+
+import threading
+import time
+from typing import Callable
 
 import numpy as np
 
@@ -26,10 +38,54 @@ except ImportError:  # pragma: no cover - numba is an install requirement; torch
 
 AVAILABLE = numba is not None
 TIE_SCALE = 1e9
+# Where the compiled kernels are cached: a folder, or "" when nothing could be cached.
+CACHE_PATH = ""
 
 
 def _jit(function):
-    return numba.njit(cache=True, nogil=True)(function) if AVAILABLE else function
+    global CACHE_PATH
+    if not AVAILABLE:
+        return function
+    try:
+        compiled = numba.njit(cache=True, nogil=True)(function)
+    except RuntimeError:  # "cannot cache function ...: no locator available": nothing writable
+        return numba.njit(cache=False, nogil=True)(function)
+    CACHE_PATH = getattr(getattr(compiled, "_cache", None), "cache_path", "") or CACHE_PATH
+    return compiled
+
+
+_not_ready = threading.Event()  # set while a background compilation runs, or after it failed
+
+
+def compiled_ready() -> bool:
+    """False while a background compilation (:func:`compile_in_background`) runs or after it
+    failed; True otherwise (then a first call compiles or loads in the caller's thread)."""
+    return AVAILABLE and not _not_ready.is_set()
+
+
+def compile_in_background(
+    warm_up: Callable[[], object], done: Callable[[float, BaseException | None], None] | None = None
+) -> threading.Thread:
+    """Run ``warm_up`` (a call that compiles or loads every kernel function) on a daemon thread.
+
+    Until it succeeds :func:`compiled_ready` is False, so callers choosing "auto" use the torch
+    kernel and never wait for the compiler; ``done(seconds, error)`` is called when it ends.
+    """
+    _not_ready.set()
+
+    def run() -> None:
+        start, error = time.perf_counter(), None
+        try:
+            warm_up()
+            _not_ready.clear()
+        except BaseException as caught:  # reported to the caller; the torch kernel remains
+            error = caught
+        if done is not None:
+            done(time.perf_counter() - start, error)
+
+    thread = threading.Thread(target=run, name="confidence_kernel_compile", daemon=True)
+    thread.start()
+    return thread
 
 
 @_jit

@@ -111,7 +111,8 @@ def confidence_masks(
 
 def resolve_kernel(kernel: str, device: torch.device | str) -> str:
     """The kernel ``"auto"`` stands for on ``device`` ("compiled" for CPU tensors when numba is
-    installed, else "torch"); a ValueError for an unknown kernel or an impossible request."""
+    installed and not being compiled in the background, else "torch"); a ValueError for an
+    unknown kernel or an impossible request."""
     if kernel not in KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}; valid kernels: {', '.join(KERNELS)}")
     compiled_possible = torch.device(device).type == "cpu" and confidence_kernel.AVAILABLE
@@ -121,8 +122,8 @@ def resolve_kernel(kernel: str, device: torch.device | str) -> str:
             + ("" if confidence_kernel.AVAILABLE else " (not installed)")
             + f"; these samples are on {device}"
         )
-    if kernel == "auto":
-        return "compiled" if compiled_possible else "torch"
+    if kernel == "auto":  # not while the compiled kernel is being compiled in the background
+        return "compiled" if compiled_possible and confidence_kernel.compiled_ready() else "torch"
     return kernel
 
 
