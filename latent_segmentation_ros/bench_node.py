@@ -16,18 +16,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 HELP = "both nodes live over DDS: pairs/s, publish -> masks latency, drops, memory (needs rclpy + colcon build)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from latent_segmentation_ros.commands.node_options import add_node_option
+
     parser.add_argument("--rate", type=float, default=8.0, help="camera pairs published per second (default 8)")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of publishing measured (default 30)")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds of publishing before measuring (default 5)")
     parser.add_argument("--height", type=int, default=240, help="image height (default 240)")
     parser.add_argument("--width", type=int, default=320, help="image width (default 320)")
-    parser.add_argument("--num-samples", type=int, default=8, help="K, samples per image (default 8)")
+    add_node_option(parser, "--num-samples", "num_samples", "K, samples per image")
     parser.add_argument("--checkpoint", default="", help="model (default: the bundled demo model)")
     parser.add_argument("--device", default="cpu", help="torch device of the node (default cpu)")
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of the nodes (default: unset)")
@@ -39,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _percentile(values: list[float], q: float) -> float | None:
+    import numpy as np
+
     return float(np.percentile(values, q)) if values else None
 
 
@@ -133,6 +135,8 @@ def _level(level: Any) -> int:
 
 
 def _result(args: argparse.Namespace, measured: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
+
     from latent_segmentation_ros import rig_node
 
     latencies, pair_latency, sent, answered = (measured[k] for k in ("latencies", "pair_latency", "sent", "answered"))
