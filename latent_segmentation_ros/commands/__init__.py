@@ -15,4 +15,5 @@ COMMAND_MODULES = {
     "score": "score",
     "bench": "bench",
     "demo": "demo",
+    "nodes": "nodes",
 }
