@@ -21,8 +21,9 @@ torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "latent_segmentation_ros"
-# Domains 50..99 (25 per worker); other DDS users on this host stay below 50 or above 99.
-DOMAIN_BASE, DOMAINS_PER_WORKER = 50, 25
+# Domains 50..99 (25 per worker) unless LATENT_SEG_TEST_DOMAIN_BASE says otherwise: two test
+# runs on one host at once need different bases (DDS on loopback is shared by the host).
+DOMAIN_BASE, DOMAINS_PER_WORKER = int(os.environ.get("LATENT_SEG_TEST_DOMAIN_BASE", "50")), 25
 
 
 def _worker_index() -> int:
