@@ -8,6 +8,7 @@ once (:meth:`PerceptionPipeline.refresh`) without running the network again.
 from __future__ import annotations
 
 import hashlib
+import sys
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -144,9 +145,7 @@ class PerceptionPipeline:
         except Exception as error:  # any failure to load is reported with the path and cause
             raise CheckpointLoadError(f"cannot load checkpoint {path}: {type(error).__name__}: {error}") from error
         if warm_up_kernel and str(resolved).split(":")[0] == "cpu":
-            from latent_maskrcnn.confidence_masks import warm_up_compiled_kernel
-
-            warm_up_compiled_kernel()
+            _warm_up_kernel()
         return cls(model, settings=settings, model_id=checkpoint_id(path), device=resolved)
 
     # ----------------------------------------------------------------------- settings
@@ -308,6 +307,20 @@ def check_images(images: Sequence[np.ndarray], cameras: Sequence[str]) -> tuple[
         listing = ", ".join(f"{c} {h}x{w}" for c, (h, w) in sizes.items())
         raise ValueError(f"the cameras' images differ in size (height x width): {listing}")
     return images, cameras
+
+
+def _warm_up_kernel() -> None:
+    """Compile (first run: ~20 s) or load (< 1 s) the CPU aggregation kernel; say so when slow,
+    since a command that sits silent for 20 s looks hung."""
+    from latent_maskrcnn import confidence_kernel
+    from latent_maskrcnn.confidence_masks import warm_up_compiled_kernel
+
+    started = time.perf_counter()
+    warm_up_compiled_kernel()
+    seconds = time.perf_counter() - started
+    if seconds > 2.0:
+        where = confidence_kernel.CACHE_PATH or "nowhere writable: compiled again by every process"
+        print(f"compiled the CPU aggregation kernel in {seconds:.1f} s (cached in {where})", file=sys.stderr)
 
 
 def resolve_device(device: str) -> str:
