@@ -132,12 +132,12 @@ class ParameterizedNode(Node):
         if Updater is not None:
             self.updater = Updater(self)
             self.updater.setHardwareID(self.get_name())
-            self.updater.add(task_name, self._diagnose)
-            self.get_logger().info("diagnostics: diagnostic_updater")
+            used = "diagnostic_updater"
         else:
             self.updater = DiagnosticsPublisher(self, self.get_name(), DIAGNOSTICS_PERIOD_S)
-            self.updater.add(task_name, self._diagnose)
-            self.get_logger().info("diagnostics: own /diagnostics publisher (diagnostic_updater is not installed)")
+            used = "own /diagnostics publisher (diagnostic_updater is not installed)"
+        self.updater.add(task_name, self._diagnose)
+        self.get_logger().info(f"diagnostics: {used}")
 
     def _diagnose(self, stat: Any) -> Any:
         level, message, values = diagnostic_summary(
