@@ -30,7 +30,12 @@ from latent_segmentation_ros.camera_sync import ApproximateTimePairer, SyncPolic
 from latent_segmentation_ros.messages import MessageFactory, rclpy_array_converters
 from latent_segmentation_ros.node_support import NodeStats, diagnostic_summary, seconds_since_process_start
 from latent_segmentation_ros.parameters import ParameterSet, ParameterSpec
-from latent_segmentation_ros.signals import ShutdownRequest, ignore_further_signals, install_shutdown_handlers
+from latent_segmentation_ros.signals import (
+    ShutdownRequest,
+    StartupInterrupted,
+    ignore_further_signals,
+    install_shutdown_handlers,
+)
 
 try:
     import message_filters
@@ -266,7 +271,11 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         if not shutdown.requested:
-            node = factory()
+            shutdown.interrupt_startup = True  # a signal now abandons the start at once
+            try:
+                node = factory()
+            finally:
+                shutdown.interrupt_startup = False
             logger = node.get_logger()
             since_start = seconds_since_process_start()
             logger.info(
@@ -279,7 +288,7 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
     except StartupError as error:
         logger.fatal(f"refusing to start: {error}")
         return 1
-    except ExternalShutdownException:
+    except (ExternalShutdownException, StartupInterrupted):
         pass
     finally:
         _teardown(executor, node, shutdown, logger)

@@ -18,20 +18,33 @@ from types import FrameType
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 
 
+class StartupInterrupted(BaseException):
+    """Raised by the first signal while a node is being built (loading a model takes seconds):
+    the caller unwinds the half-built node and exits 0 instead of finishing the start first."""
+
+
 class ShutdownRequest:
-    """Set by the first SIGINT or SIGTERM; ``count`` says how many arrived in all."""
+    """Set by the first SIGINT or SIGTERM; ``count`` says how many arrived in all.
+
+    While ``interrupt_startup`` is True the first signal also raises StartupInterrupted in the
+    main thread; repeats never raise, so teardown code is never interrupted.
+    """
 
     def __init__(self) -> None:
         self._event = threading.Event()
         self.signal_name = ""
         self.count = 0
+        self.interrupt_startup = False
 
     def handle(self, signum: int, frame: FrameType | None = None) -> None:
-        """The signal handler: never raises, so teardown code is never interrupted."""
+        """The signal handler."""
         self.count += 1
         if not self._event.is_set():
             self.signal_name = signal.Signals(signum).name
             self._event.set()
+            if self.interrupt_startup:
+                self.interrupt_startup = False
+                raise StartupInterrupted(self.signal_name)
 
     def request(self, reason: str) -> None:
         """Ask for shutdown without a signal (e.g. from a test or another thread)."""
