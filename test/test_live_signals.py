@@ -29,7 +29,6 @@ def pairs():
     return rig_node.synthetic_pairs(2, 240, 320, seed=5)
 
 
-@pytest.mark.xfail(strict=True, reason="grasp_node killed by the second SIGINT (/work/coord/LIVE_FAILURES.md 1)")
 def test_sigint_twice_as_a_terminal_sends_it_ends_both_nodes_with_exit_0(prefix, pairs, ros_domain, tmp_path):
     processes = start_cell(prefix, ros_domain, tmp_path)
     try:
