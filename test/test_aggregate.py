@@ -172,9 +172,10 @@ def test_a_claim_can_raise_a_candidates_score_by_switching_its_support(kernel):
     masks = [a.unsqueeze(0), torch.stack([b_left, b_right, b_dot]), c.unsqueeze(0)]
     scores = [torch.tensor([0.3]), torch.tensor([0.3, 0.3, 0.05]), torch.tensor([0.3])]
     result = confidence_masks(masks, scores, 0.5, score_threshold=0.05, pool=1, kernel=kernel)
-    assert [m.nonzero().tolist() for m in result.masks] == [[[1, 4]], [[2, 4]]]
-    assert result.scores.tolist() == pytest.approx([0.1, 0.105])
-    assert [sorted(s) for s in result.support] == [[(0, 0), (1, 1)], [(1, 1), (2, 0)]]
+    # then b's left bar with c: {(2,0)} scores (0.3/3 + 0.3/5) / 2 = 0.08
+    assert [m.nonzero().tolist() for m in result.masks] == [[[1, 4]], [[2, 4]], [[2, 0]]]
+    assert result.scores.tolist() == pytest.approx([0.1, 0.105, 0.08])
+    assert [sorted(s) for s in result.support] == [[(0, 0), (1, 1)], [(1, 1), (2, 0)], [(1, 0), (2, 0)]]
 
 
 @BOTH_KERNELS
