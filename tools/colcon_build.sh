@@ -14,6 +14,9 @@ source tools/ros2_env.sh
 # checkout through a link in the build folder, which makes the source directory that path.
 mkdir -p build/colcon
 ln -sfn ../.. build/colcon/src
+# --symlink-install links each installed file to its source; a module moved or deleted since the
+# last build would leave a dangling link there, which package listings (pkgutil) still report.
+if [ -d install/lib ]; then find install/lib -xtype l -delete; fi
 # --symlink-install: the installed Python modules are links to the sources, so the installed
 # package and the source tree never differ (new files need a rebuild).
 colcon --log-base log build --merge-install --symlink-install \
