@@ -139,7 +139,7 @@ class PerceptionPipeline:
         except ValueError as error:
             raise CheckpointLoadError(f"cannot load checkpoint {path}: {error}") from None
         try:
-            from latent_maskrcnn.checkpoint import load_model
+            from latent_maskrcnn.model.checkpoint import load_model
 
             model = load_model(path, resolved)
         except Exception as error:  # any failure to load is reported with the path and cause

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from latent_maskrcnn.checkpoint import (
+from latent_maskrcnn.model.checkpoint import (
     CheckpointError,
     load_model,
     load_torchvision_maskrcnn_weights,
@@ -14,8 +14,8 @@ from latent_maskrcnn.checkpoint import (
     read_config,
     save_model,
 )
-from latent_maskrcnn.config import tiny_config
-from latent_maskrcnn.latent_mask_rcnn import LatentMaskRCNN
+from latent_maskrcnn.model.config import tiny_config
+from latent_maskrcnn.model.latent_mask_rcnn import LatentMaskRCNN
 
 
 def images():

@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-from latent_maskrcnn.checkpoint import save_model
-from latent_maskrcnn.config import tiny_config
 from latent_maskrcnn.evaluation import EvaluationSettings, run_methods
-from latent_maskrcnn.latent_mask_rcnn import LatentMaskRCNN
+from latent_maskrcnn.model.checkpoint import save_model
+from latent_maskrcnn.model.config import tiny_config
+from latent_maskrcnn.model.latent_mask_rcnn import LatentMaskRCNN
 from latent_maskrcnn.synthetic import make_dataset
 from latent_segmentation_ros import cli
 
@@ -84,8 +84,8 @@ def test_evaluate_reports_bad_input(setup, capsys):
 
 
 def test_every_method_sees_the_same_samples(setup):
-    from latent_maskrcnn.checkpoint import load_model
     from latent_maskrcnn.data import CocoInstanceDataset
+    from latent_maskrcnn.model.checkpoint import load_model
 
     dataset = CocoInstanceDataset(setup / "data" / "annotations.json", setup / "data" / "images")
     model = load_model(setup / "latent.safetensors")
@@ -153,9 +153,9 @@ def test_evaluate_splits_double_picks_by_cause_and_probes_the_pairs(setup, pair_
 
 
 def test_data_without_ambiguity_kinds_degrade_to_unknown(setup, pair_data, tmp_path):
-    from latent_maskrcnn.checkpoint import load_model
     from latent_maskrcnn.data import CocoInstanceDataset
     from latent_maskrcnn.evaluation import cause_table
+    from latent_maskrcnn.model.checkpoint import load_model
     from latent_maskrcnn.pair_probe import summarize_probe
 
     document = json.loads((pair_data / "annotations.json").read_text())

@@ -3,9 +3,9 @@ reproducibility, and the latent code really changing proposals and masks."""
 import pytest
 import torch
 
-from latent_maskrcnn.config import ModelConfig, tiny_config
-from latent_maskrcnn.distributions import DiagonalGaussian, kl_divergence
-from latent_maskrcnn.latent_mask_rcnn import LatentMaskRCNN
+from latent_maskrcnn.model.config import ModelConfig, tiny_config
+from latent_maskrcnn.model.distributions import DiagonalGaussian, kl_divergence
+from latent_maskrcnn.model.latent_mask_rcnn import LatentMaskRCNN
 
 
 def make_images(seed=0, sizes=((64, 80), (56, 72))):
@@ -234,7 +234,7 @@ def test_different_codes_change_proposals_and_masks(model):
     with torch.no_grad():
         shared = model.injection.shared(features)
         biases = model.injection.code_bias(codes)
-        from latent_maskrcnn.batched_decoding import proposals_for_codes
+        from latent_maskrcnn.model.batched_decoding import proposals_for_codes
 
         proposals = proposals_for_codes(model.rpn, image_list, shared, biases)
     assert proposals[0].shape == proposals[1].shape

@@ -12,9 +12,9 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 
-from latent_maskrcnn.batched_decoding import constant_map_conv, pool_for_codes, rpn_head_for_codes
-from latent_maskrcnn.config import tiny_config
-from latent_maskrcnn.latent_mask_rcnn import LEVEL_NAMES, LatentMaskRCNN
+from latent_maskrcnn.model.batched_decoding import constant_map_conv, pool_for_codes, rpn_head_for_codes
+from latent_maskrcnn.model.config import tiny_config
+from latent_maskrcnn.model.latent_mask_rcnn import LEVEL_NAMES, LatentMaskRCNN
 
 
 def make_images(dtype=torch.float32, sizes=((64, 80), (50, 70))):
@@ -179,7 +179,7 @@ def test_latent_dim_zero_trains_with_a_zero_kl_term():
 
 
 def test_mask_predictor_as_one_matrix_product_equals_torchvision(model):
-    from latent_maskrcnn.batched_decoding import mask_probs_for_labels
+    from latent_maskrcnn.model.batched_decoding import mask_probs_for_labels
     from torchvision.models.detection.roi_heads import maskrcnn_inference
 
     torch.manual_seed(8)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torchvision.ops import roi_align
 
-from latent_maskrcnn.roi_align_gather import roi_align_bags, roi_align_nhwc
+from latent_maskrcnn.model.roi_align_gather import roi_align_bags, roi_align_nhwc
 
 
 def random_rois(generator, count, batch, height, width, scale):

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads
 
-from latent_maskrcnn.winograd import CHUNK, conv3x3_nhwc, conv_relu_stack_nhwc, transform_weight
+from latent_maskrcnn.model.winograd import CHUNK, conv3x3_nhwc, conv_relu_stack_nhwc, transform_weight
 
 
 @pytest.mark.parametrize("tile", [2, 4])

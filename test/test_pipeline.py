@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from latent_maskrcnn.aggregate import aggregate
-from latent_maskrcnn.checkpoint import save_model
-from latent_maskrcnn.config import tiny_config
-from latent_maskrcnn.latent_mask_rcnn import LatentMaskRCNN
+from latent_maskrcnn.model.checkpoint import save_model
+from latent_maskrcnn.model.config import tiny_config
+from latent_maskrcnn.model.latent_mask_rcnn import LatentMaskRCNN
 from latent_segmentation_ros.pipeline import (
     CheckpointLoadError,
     PerceptionPipeline,

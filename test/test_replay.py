@@ -7,9 +7,9 @@ import pytest
 import torch
 from rosbags.rosbag2 import Reader
 
-from latent_maskrcnn.checkpoint import save_model
-from latent_maskrcnn.config import tiny_config
-from latent_maskrcnn.latent_mask_rcnn import LatentMaskRCNN
+from latent_maskrcnn.model.checkpoint import save_model
+from latent_maskrcnn.model.config import tiny_config
+from latent_maskrcnn.model.latent_mask_rcnn import LatentMaskRCNN
 from latent_segmentation_ros import cli
 from latent_segmentation_ros.bag_io import BagReader, BagWriter
 from latent_segmentation_ros.messages import (

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from latent_maskrcnn.config import tiny_config
-from latent_maskrcnn.latent_mask_rcnn import LatentMaskRCNN
+from latent_maskrcnn.model.config import tiny_config
+from latent_maskrcnn.model.latent_mask_rcnn import LatentMaskRCNN
 from latent_segmentation_ros import messages
 from latent_segmentation_ros.image_conversion import message_to_rgb, numpy_to_image
 from latent_segmentation_ros.node_support import DROP_BUSY, DROP_ERROR, DROP_IMAGE, DROP_SIZE, DROP_STAMPS, Work

@@ -35,9 +35,9 @@ def ros():
 def checkpoint(tmp_path_factory):
     import torch
 
-    from latent_maskrcnn.checkpoint import save_model
-    from latent_maskrcnn.config import tiny_config
-    from latent_maskrcnn.latent_mask_rcnn import LatentMaskRCNN
+    from latent_maskrcnn.model.checkpoint import save_model
+    from latent_maskrcnn.model.config import tiny_config
+    from latent_maskrcnn.model.latent_mask_rcnn import LatentMaskRCNN
 
     torch.manual_seed(0)
     return save_model(LatentMaskRCNN(tiny_config()), tmp_path_factory.mktemp("model") / "tiny.safetensors")

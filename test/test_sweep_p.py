@@ -4,9 +4,9 @@ import json
 import pytest
 import torch
 
-from latent_maskrcnn.checkpoint import save_model
-from latent_maskrcnn.config import tiny_config
-from latent_maskrcnn.latent_mask_rcnn import LatentMaskRCNN
+from latent_maskrcnn.model.checkpoint import save_model
+from latent_maskrcnn.model.config import tiny_config
+from latent_maskrcnn.model.latent_mask_rcnn import LatentMaskRCNN
 from latent_segmentation_ros import cli
 from latent_segmentation_ros.replay import build_pair_processor
 from latent_segmentation_ros.scoring import ScoringConfig

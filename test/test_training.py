@@ -12,8 +12,8 @@ import torch.multiprocessing as mp
 import yaml
 from safetensors.torch import load_file, save_file
 
-from latent_maskrcnn.checkpoint import read_config
 from latent_maskrcnn.data import DatasetError
+from latent_maskrcnn.model.checkpoint import read_config
 from latent_maskrcnn.synthetic import make_dataset
 from latent_maskrcnn.train_state import ResumeError
 from latent_maskrcnn.training import FINAL_MODEL, TENSORBOARD_DIR, ShardedEpochSampler, baseline_config, train
@@ -262,7 +262,7 @@ def test_shipped_configs_load(name):
 
 
 def test_demo_model_fits_the_size_limit():
-    from latent_maskrcnn.latent_mask_rcnn import LatentMaskRCNN
+    from latent_maskrcnn.model.latent_mask_rcnn import LatentMaskRCNN
 
     config = load_config(os.path.join(CONFIG_DIR, "demo.yaml"))
     model = LatentMaskRCNN(config.model_config(["__background__", "item"]))

@@ -24,8 +24,8 @@ def run(args: argparse.Namespace) -> int:
     import os
     import sys
 
-    from latent_maskrcnn.checkpoint import CheckpointError
     from latent_maskrcnn.data import DatasetError
+    from latent_maskrcnn.model.checkpoint import CheckpointError
     from latent_maskrcnn.train_state import ResumeError
     from latent_maskrcnn.training import SUMMARY, baseline_config, train
     from latent_maskrcnn.training_config import ConfigError, load_config

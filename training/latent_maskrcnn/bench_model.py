@@ -158,8 +158,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     import torch
 
-    from .config import ModelConfig
-    from .latent_mask_rcnn import LatentMaskRCNN
+    from latent_maskrcnn.model.config import ModelConfig
+    from latent_maskrcnn.model.latent_mask_rcnn import LatentMaskRCNN
 
     torch.set_num_threads(args.threads)
     config = ModelConfig(

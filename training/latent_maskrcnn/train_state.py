@@ -21,8 +21,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .checkpoint import save_model
-from .latent_mask_rcnn import LatentMaskRCNN
+from latent_maskrcnn.model.checkpoint import save_model
+from latent_maskrcnn.model.latent_mask_rcnn import LatentMaskRCNN
 
 STATE_FORMAT = "latent_maskrcnn_trainer_state"
 STATE_VERSION = 1

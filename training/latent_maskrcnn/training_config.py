@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from .config import ModelConfig
+from latent_maskrcnn.model.config import ModelConfig
 
 KL_SCHEDULES = ("warmup", "two_stage", "constant")
 LR_DECAYS = ("cosine", "step", "constant")
