@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 # Compile the CPU aggregation kernel at install time (about 20 s, cached beside the module),
 # so that no command or node pays for it on its first run.
-WARM_UP_KERNEL := $(PY) -c 'from latent_maskrcnn.confidence_masks import warm_up_compiled_kernel as w; w()'
+WARM_UP_KERNEL := $(PY) -c 'from latent_maskrcnn.aggregation.confidence_masks import warm_up_compiled_kernel as w; w()'
 
 .PHONY: test demo install ros2 clean
 

@@ -75,7 +75,7 @@ class PerceptionPipeline:
 
     ``model`` follows `latent_maskrcnn`'s contract: ``model.sample(images, num_samples, seed,
     mode)`` returns per image a list of prediction dicts. ``aggregate`` defaults to
-    `latent_maskrcnn.aggregate.aggregate`. ``process`` and ``refresh`` may be called from one
+    `latent_maskrcnn.aggregation.aggregate.aggregate`. ``process`` and ``refresh`` may be called from one
     worker thread while another thread changes settings.
     """
 
@@ -97,7 +97,7 @@ class PerceptionPipeline:
         self.class_names = names[1:] if names[:1] == ["__background__"] else names
         self.device = device
         if aggregate is None:
-            from latent_maskrcnn.aggregate import aggregate as aggregate_samples
+            from latent_maskrcnn.aggregation.aggregate import aggregate as aggregate_samples
 
             aggregate = aggregate_samples
         self._aggregate = aggregate
@@ -250,7 +250,7 @@ class PerceptionPipeline:
     def _prepared(self, frame: _Frame, index: int, score_threshold: float) -> Any:
         """The camera's samples prepared for aggregation, kept for the next re-aggregation."""
         try:
-            from latent_maskrcnn.aggregate import prepare_prediction_samples
+            from latent_maskrcnn.aggregation.aggregate import prepare_prediction_samples
         except ImportError:
             return frame.samples[index]
         cached = frame.prepared.get(index)
@@ -312,8 +312,8 @@ def check_images(images: Sequence[np.ndarray], cameras: Sequence[str]) -> tuple[
 def _warm_up_kernel() -> None:
     """Compile (first run: ~20 s) or load (< 1 s) the CPU aggregation kernel; say so when slow,
     since a command that sits silent for 20 s looks hung."""
-    from latent_maskrcnn import confidence_kernel
-    from latent_maskrcnn.confidence_masks import warm_up_compiled_kernel
+    from latent_maskrcnn.aggregation import confidence_kernel
+    from latent_maskrcnn.aggregation.confidence_masks import warm_up_compiled_kernel
 
     started = time.perf_counter()
     warm_up_compiled_kernel()

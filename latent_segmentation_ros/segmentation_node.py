@@ -89,8 +89,8 @@ class SegmentationNode(ParameterizedNode):
         """The compiled CPU aggregation kernel, compiled (first start: ~20 s) or loaded from its
         disk cache (well under a second) in the background: frames meanwhile use the torch
         kernel (the same definitions), so the node segments from its first pair."""
-        from latent_maskrcnn import confidence_kernel
-        from latent_maskrcnn.confidence_masks import warm_up_compiled_kernel
+        from latent_maskrcnn.aggregation import confidence_kernel
+        from latent_maskrcnn.aggregation.confidence_masks import warm_up_compiled_kernel
 
         logger = self.get_logger()
 

@@ -7,7 +7,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from latent_maskrcnn.aggregate import (
+from latent_maskrcnn.aggregation.aggregate import (
     MODES,
     aggregate,
     confidence_masks,
@@ -15,7 +15,7 @@ from latent_maskrcnn.aggregate import (
     prepare_samples,
     support_size,
 )
-from latent_maskrcnn.confidence_masks import KERNELS
+from latent_maskrcnn.aggregation.confidence_masks import KERNELS
 
 # Both implementations of the greedy loop run every test below that takes ``kernel``: the
 # compiled CPU kernel and the vectorised torch one (the one CUDA tensors use).
@@ -462,6 +462,6 @@ def test_other_bad_shapes_are_refused():
 
 
 def test_warm_up_compiles_the_cpu_kernel():
-    from latent_maskrcnn.confidence_masks import warm_up_compiled_kernel
+    from latent_maskrcnn.aggregation.confidence_masks import warm_up_compiled_kernel
 
     assert warm_up_compiled_kernel() is True

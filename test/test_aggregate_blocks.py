@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from latent_maskrcnn import bench_aggregate
-from latent_maskrcnn.mask_blocks import block_counts, cell_areas, crop_box, occupied_cell_boxes, pixel_boxes
+from latent_maskrcnn.aggregation.mask_blocks import block_counts, cell_areas, crop_box, occupied_cell_boxes, pixel_boxes
 
 
 @pytest.mark.parametrize(

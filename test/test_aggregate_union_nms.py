@@ -4,7 +4,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from latent_maskrcnn.aggregate import union_nms
+from latent_maskrcnn.aggregation.aggregate import union_nms
 
 
 def iou(a, b):

@@ -4,8 +4,8 @@ import threading
 
 import pytest
 
-from latent_maskrcnn import confidence_kernel
-from latent_maskrcnn.confidence_masks import resolve_kernel, warm_up_compiled_kernel
+from latent_maskrcnn.aggregation import confidence_kernel
+from latent_maskrcnn.aggregation.confidence_masks import resolve_kernel, warm_up_compiled_kernel
 
 pytestmark = pytest.mark.skipif(not confidence_kernel.AVAILABLE, reason="numba not installed")
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from latent_maskrcnn.aggregate import aggregate
+from latent_maskrcnn.aggregation.aggregate import aggregate
 from latent_maskrcnn.model.checkpoint import save_model
 from latent_maskrcnn.model.config import tiny_config
 from latent_maskrcnn.model.latent_mask_rcnn import LatentMaskRCNN

@@ -27,4 +27,4 @@ colcon --log-base log build --merge-install --symlink-install \
 # Compile the CPU aggregation kernel into the install tree now (about 20 s the first time,
 # cached beside the installed module), so that the node's first start does not pay for it.
 source tools/ros2_env.sh
-python -c 'from latent_maskrcnn.confidence_masks import warm_up_compiled_kernel as w; w()'
+python -c 'from latent_maskrcnn.aggregation.confidence_masks import warm_up_compiled_kernel as w; w()'

@@ -40,9 +40,9 @@ def run(args: argparse.Namespace) -> dict:
     """Time each aggregation on the same random samples; returns the JSON-ready result."""
     import torch
 
-    from latent_maskrcnn import confidence_kernel
-    from latent_maskrcnn.aggregate import confidence_masks, prepare_samples, union_nms
-    from latent_maskrcnn.confidence_masks import resolve_kernel
+    from latent_maskrcnn.aggregation import confidence_kernel
+    from latent_maskrcnn.aggregation.aggregate import confidence_masks, prepare_samples, union_nms
+    from latent_maskrcnn.aggregation.confidence_masks import resolve_kernel
 
     for name in ("samples", "masks", "height", "width", "repeats", "threads"):
         if getattr(args, name) < 1:

@@ -27,11 +27,11 @@ from typing import Sequence
 
 import torch
 
-from latent_maskrcnn.aggregate import aggregate, prepare_prediction_samples
+from latent_maskrcnn.aggregation.aggregate import aggregate, prepare_prediction_samples
+from latent_maskrcnn.aggregation.prepared_samples import validate_p
 from latent_maskrcnn.double_pick import CAUSES, GripperSimulation, PickCauses, classify_picks
 from latent_maskrcnn.metrics import DatasetMetrics
 from latent_maskrcnn.pair_probe import PairResult, PairSource, ProbeSettings, instance_kinds, probe_pair, summarize_probe
-from latent_maskrcnn.prepared_samples import validate_p
 
 LOG = logging.getLogger(__name__)
 

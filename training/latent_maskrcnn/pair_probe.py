@@ -376,7 +376,7 @@ def run_probe(
     """Run ``model`` on the probe set and summarize. A Latent-MaskRCNN gives K samples, the
     p-confidence masks (``confidence_mask``) and the prior mean (``prior_mean``); a plain
     MaskRCNN (``latent_dim = 0``) its single prediction (``maskrcnn``). Adds ``seconds``."""
-    from latent_maskrcnn.aggregate import aggregate, prepare_prediction_samples
+    from latent_maskrcnn.aggregation.aggregate import aggregate, prepare_prediction_samples
 
     start = time.perf_counter()
     device = next(model.parameters()).device

@@ -10,9 +10,9 @@ from typing import Sequence
 
 import torch
 
-from latent_maskrcnn.confidence_masks import ConfidenceMaskResult, confidence_masks
-from latent_maskrcnn.mask_blocks import pixel_boxes
-from latent_maskrcnn.prepared_samples import (
+from latent_maskrcnn.aggregation.confidence_masks import ConfidenceMaskResult, confidence_masks
+from latent_maskrcnn.aggregation.mask_blocks import pixel_boxes
+from latent_maskrcnn.aggregation.prepared_samples import (
     DEFAULT_POOL,
     PreparedSamples,
     check_number,
@@ -21,7 +21,7 @@ from latent_maskrcnn.prepared_samples import (
     validate_p,
     validate_samples,
 )
-from latent_maskrcnn.union_nms import UnionNMSResult, union_nms
+from latent_maskrcnn.aggregation.union_nms import UnionNMSResult, union_nms
 
 MODES = ("confidence_mask", "union_nms", "prior_mean")
 

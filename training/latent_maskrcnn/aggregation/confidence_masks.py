@@ -34,9 +34,9 @@ from typing import NamedTuple, Sequence
 
 import torch
 
-from latent_maskrcnn import confidence_kernel
-from latent_maskrcnn.mask_blocks import block_counts, crop_box
-from latent_maskrcnn.prepared_samples import (
+from latent_maskrcnn.aggregation import confidence_kernel
+from latent_maskrcnn.aggregation.mask_blocks import block_counts, crop_box
+from latent_maskrcnn.aggregation.prepared_samples import (
     DEFAULT_POOL,
     PreparedSamples,
     prepare_samples,

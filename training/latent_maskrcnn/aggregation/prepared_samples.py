@@ -15,7 +15,7 @@ from typing import Sequence
 
 import torch
 
-from latent_maskrcnn.mask_blocks import block_counts, cell_areas, grid_shape, occupied_cell_boxes
+from latent_maskrcnn.aggregation.mask_blocks import block_counts, cell_areas, grid_shape, occupied_cell_boxes
 
 DEFAULT_POOL = 8
 

@@ -17,8 +17,8 @@ from typing import Sequence
 
 import torch
 
-from latent_maskrcnn.mask_blocks import crop_box
-from latent_maskrcnn.prepared_samples import DEFAULT_POOL, PreparedSamples, prepare_samples
+from latent_maskrcnn.aggregation.mask_blocks import crop_box
+from latent_maskrcnn.aggregation.prepared_samples import DEFAULT_POOL, PreparedSamples, prepare_samples
 
 
 @dataclass
