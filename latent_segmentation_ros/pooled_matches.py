@@ -1,6 +1,6 @@
 """The matches of every scored image, pooled in a few contiguous arrays.
 
-Data-set MR@HP, AR and AP (``latent_maskrcnn.metrics``) pool the detections of all images in
+Data-set MR@HP, AR and AP (``latent_maskrcnn.evaluation.metrics``) pool the detections of all images in
 image order and sort them by score, as COCOeval accumulates. Keeping one ``ImageEvaluation``
 per image for that costs a dozen small NumPy arrays per image that live to the end of the
 run; scattered between the large short-lived buffers of each frame (decoded images, ground
@@ -74,7 +74,7 @@ class PooledMatches:
         return {name: array.capacity for name, array in arrays.items()}
 
     def add(self, evaluation: Any) -> None:
-        """Append one image's ``latent_maskrcnn.metrics.ImageEvaluation`` (its matches only)."""
+        """Append one image's ``latent_maskrcnn.evaluation.metrics.ImageEvaluation`` (its matches only)."""
         scores = np.asarray(evaluation.scores, dtype=np.float64).reshape(-1)
         labels = np.asarray(evaluation.labels, dtype=np.int64).reshape(-1)
         if labels.shape != scores.shape:
@@ -97,7 +97,7 @@ class PooledMatches:
         """All images as one ``ImageEvaluation`` for ``metrics.mr_at_hp``, ``average_recall``
         and ``average_precision`` (which pool detections in image order and sort them stably
         by score, so the result equals that of the list of per-image evaluations)."""
-        from latent_maskrcnn.metrics import ImageEvaluation
+        from latent_maskrcnn.evaluation.metrics import ImageEvaluation
 
         empty = np.zeros(0)
         return ImageEvaluation(

@@ -50,7 +50,7 @@ class FrameRecord:
     grasp_sealed_cups_on_truth: int | None = None
     grasp_items_touched: int | None = None
     grasp_double_pick: bool | None = None
-    # latent_maskrcnn.metrics.ImageEvaluation of the image: kept for the data-set metrics.
+    # latent_maskrcnn.evaluation.metrics.ImageEvaluation of the image: kept for the data-set metrics.
     evaluation: Any = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
@@ -128,7 +128,7 @@ class ReportAccumulator:
         latencies = np.asarray(self.latencies, dtype=np.float64)
         mr = ar = ap = None
         if self.matches.images:
-            from latent_maskrcnn import metrics
+            from latent_maskrcnn.evaluation import metrics
 
             pooled = self.matches.evaluation()
             mr = _number(metrics.mr_at_hp(pooled))

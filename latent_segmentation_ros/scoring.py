@@ -14,7 +14,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from latent_maskrcnn.gripper_defaults import SIMULATED_GRIPPER_CIRCLES, SIMULATED_GRIPPER_RADIUS
+from latent_maskrcnn.evaluation.gripper_defaults import SIMULATED_GRIPPER_CIRCLES, SIMULATED_GRIPPER_RADIUS
 from latent_segmentation_ros.heap import HeapTrimmer
 from latent_segmentation_ros.report import FrameRecord, _number
 from latent_segmentation_ros.results import CameraResult, GraspCandidate
@@ -25,14 +25,14 @@ LOGGER = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ScoringConfig:
     """The simulated gripper of the double-pick metric (paper Section V-D): circle radius in
-    pixels, circles per image, seed; the defaults are `latent_maskrcnn.gripper_defaults`."""
+    pixels, circles per image, seed; the defaults are `latent_maskrcnn.evaluation.gripper_defaults`."""
 
     gripper_radius: int = SIMULATED_GRIPPER_RADIUS
     circles: int = SIMULATED_GRIPPER_CIRCLES
     seed: int = 0
 
     def gripper(self) -> Any:
-        from latent_maskrcnn.metrics import GripperSimulation
+        from latent_maskrcnn.evaluation.metrics import GripperSimulation
 
         return GripperSimulation(radius=self.gripper_radius, circles=self.circles, seed=self.seed)
 
@@ -47,7 +47,7 @@ def image_id_of(stamp_ns: int) -> int:
 
 
 def prediction_dict(result: CameraResult) -> dict[str, np.ndarray]:
-    """A :class:`CameraResult` as the prediction dict of ``latent_maskrcnn.metrics``."""
+    """A :class:`CameraResult` as the prediction dict of ``latent_maskrcnn.evaluation.metrics``."""
     import torch
 
     return {
@@ -129,7 +129,7 @@ class Scorer:
             record.grasp_total_cups = int(chosen.total_cups)
         if truth_masks is None:
             return record
-        from latent_maskrcnn import metrics
+        from latent_maskrcnn.evaluation import metrics
 
         truth_masks = np.asarray(truth_masks, dtype=bool)
         if truth_masks.shape[1:] != result.image_size:

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from latent_maskrcnn.evaluation import EvaluationSettings, run_methods
+from latent_maskrcnn.evaluation.runner import EvaluationSettings, run_methods
 from latent_maskrcnn.model.checkpoint import save_model
 from latent_maskrcnn.model.config import tiny_config
 from latent_maskrcnn.model.latent_mask_rcnn import LatentMaskRCNN
@@ -154,9 +154,9 @@ def test_evaluate_splits_double_picks_by_cause_and_probes_the_pairs(setup, pair_
 
 def test_data_without_ambiguity_kinds_degrade_to_unknown(setup, pair_data, tmp_path):
     from latent_maskrcnn.data import CocoInstanceDataset
-    from latent_maskrcnn.evaluation import cause_table
+    from latent_maskrcnn.evaluation.pair_probe import summarize_probe
+    from latent_maskrcnn.evaluation.runner import cause_table
     from latent_maskrcnn.model.checkpoint import load_model
-    from latent_maskrcnn.pair_probe import summarize_probe
 
     document = json.loads((pair_data / "annotations.json").read_text())
     for annotation in document["annotations"]:

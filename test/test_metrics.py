@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from latent_maskrcnn.coco_map import coco_evaluation, encode_masks
-from latent_maskrcnn.double_pick import GripperSimulation, double_pick_rate, pickable_area, simulate_picks
-from latent_maskrcnn.metrics import (
+from latent_maskrcnn.evaluation.coco_map import coco_evaluation, encode_masks
+from latent_maskrcnn.evaluation.double_pick import GripperSimulation, double_pick_rate, pickable_area, simulate_picks
+from latent_maskrcnn.evaluation.metrics import (
     DatasetMetrics,
     average_precision,
     average_recall,

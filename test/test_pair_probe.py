@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from latent_maskrcnn.data import CocoInstanceDataset
-from latent_maskrcnn.pair_probe import (
+from latent_maskrcnn.evaluation.pair_probe import (
     PairSource,
     ProbeSettings,
     SeamlessPair,

@@ -3,7 +3,7 @@ known from the circle centres alone."""
 import pytest
 import torch
 
-from latent_maskrcnn.double_pick import CAUSES, GripperSimulation, PickCauses, circle_centres, classify_picks, simulate_picks
+from latent_maskrcnn.evaluation.double_pick import CAUSES, GripperSimulation, PickCauses, circle_centres, classify_picks, simulate_picks
 
 H, W, R = 40, 64, 3
 SIM = GripperSimulation(radius=R, circles=2000, seed=4)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from latent_maskrcnn import metrics
+from latent_maskrcnn.evaluation import metrics
 from latent_segmentation_ros.pooled_matches import PooledMatches
 from latent_segmentation_ros.report import FrameRecord, ReportAccumulator
 

@@ -84,7 +84,7 @@ def test_output_bag_has_one_array_per_camera_per_pair(replayed, tiny_bag):
 
 
 def test_report_metrics_equal_the_metrics_functions(replayed, tiny_bag):
-    from latent_maskrcnn import metrics
+    from latent_maskrcnn.evaluation import metrics
 
     from latent_segmentation_ros.image_conversion import message_to_numpy
     from latent_segmentation_ros.scoring import image_id_of, prediction_dict, truth_dict

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from latent_maskrcnn.data import CocoInstanceDataset, DatasetError
-    from latent_maskrcnn.evaluation import EvaluationSettings, run_methods, write_report
+    from latent_maskrcnn.evaluation.runner import EvaluationSettings, run_methods, write_report
     from latent_maskrcnn.model.checkpoint import CheckpointError, load_model
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

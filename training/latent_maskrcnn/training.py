@@ -27,8 +27,8 @@ from torch import nn
 
 from latent_maskrcnn.model.checkpoint import load_weights, save_model
 from .data import CocoInstanceDataset, DatasetError, build_augmentations, collate
+from latent_maskrcnn.evaluation.pair_probe import ProbeSet, ProbeSettings, load_probe_set, probe_scalars, run_probe
 from latent_maskrcnn.model.latent_mask_rcnn import LatentMaskRCNN
-from .pair_probe import ProbeSet, ProbeSettings, load_probe_set, probe_scalars, run_probe
 from .train_state import (
     CHECKPOINT_DIR,
     LATEST,

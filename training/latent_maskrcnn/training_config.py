@@ -197,7 +197,7 @@ class RunSection:
 
 @dataclass
 class ProbeSection:
-    """The seamless-pair probe (`latent_maskrcnn.pair_probe`) run at every checkpoint on a small
+    """The seamless-pair probe (`latent_maskrcnn.evaluation.pair_probe`) run at every checkpoint on a small
     held-out COCO set made by the synthetic generator: off while ``annotations`` is null.
     ``images`` defaults to the ``images`` folder beside the annotation file; ``max_images``
     counts images holding a usable pair (the first ones in id order)."""

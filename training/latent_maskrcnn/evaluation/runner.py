@@ -29,9 +29,9 @@ import torch
 
 from latent_maskrcnn.aggregation.aggregate import aggregate, prepare_prediction_samples
 from latent_maskrcnn.aggregation.prepared_samples import validate_p
-from latent_maskrcnn.double_pick import CAUSES, GripperSimulation, PickCauses, classify_picks
-from latent_maskrcnn.metrics import DatasetMetrics
-from latent_maskrcnn.pair_probe import PairResult, PairSource, ProbeSettings, instance_kinds, probe_pair, summarize_probe
+from latent_maskrcnn.evaluation.double_pick import CAUSES, GripperSimulation, PickCauses, classify_picks
+from latent_maskrcnn.evaluation.metrics import DatasetMetrics
+from latent_maskrcnn.evaluation.pair_probe import PairResult, PairSource, ProbeSettings, instance_kinds, probe_pair, summarize_probe
 
 LOG = logging.getLogger(__name__)
 
@@ -404,7 +404,7 @@ def _json_safe(value):
 
 def write_report(run: EvaluationRun, out_dir: str | Path, checkpoint: str, data: str, baseline: str | None = None) -> dict:
     """Summaries, tables, pictures, ``results.json`` and ``results.md`` in ``out_dir``."""
-    from latent_maskrcnn.evaluation_plots import plot_double_pick, plot_double_pick_causes, plot_sample_grid, plot_score_quality
+    from latent_maskrcnn.evaluation.plots import plot_double_pick, plot_double_pick_causes, plot_sample_grid, plot_score_quality
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

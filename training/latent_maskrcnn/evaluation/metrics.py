@@ -25,8 +25,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from latent_maskrcnn.coco_map import encode_masks, mask_average_precision
-from latent_maskrcnn.double_pick import GripperSimulation, PickCounts, double_pick_rate, pickable_area, simulate_picks
+from latent_maskrcnn.evaluation.coco_map import encode_masks, mask_average_precision
+from latent_maskrcnn.evaluation.double_pick import GripperSimulation, PickCounts, double_pick_rate, pickable_area, simulate_picks
 
 OVERLAP_KINDS = ("iou", "iop", "iog")
 HIGH_PRECISION_THRESHOLDS = (0.75, 0.8, 0.85, 0.9, 0.95)
