@@ -15,9 +15,9 @@ from safetensors.torch import load_file, save_file
 from latent_maskrcnn.data import DatasetError
 from latent_maskrcnn.model.checkpoint import read_config
 from latent_maskrcnn.synthetic import make_dataset
-from latent_maskrcnn.train_state import ResumeError
-from latent_maskrcnn.training import FINAL_MODEL, TENSORBOARD_DIR, ShardedEpochSampler, baseline_config, train
-from latent_maskrcnn.training_config import ConfigError, ScheduleSection, TrainConfig, load_config
+from latent_maskrcnn.training.config import ConfigError, ScheduleSection, TrainConfig, load_config
+from latent_maskrcnn.training.state import ResumeError
+from latent_maskrcnn.training.trainer import FINAL_MODEL, TENSORBOARD_DIR, ShardedEpochSampler, baseline_config, train
 from latent_segmentation_ros import cli
 
 TINY_MODEL = {

@@ -26,9 +26,9 @@ def run(args: argparse.Namespace) -> int:
 
     from latent_maskrcnn.data import DatasetError
     from latent_maskrcnn.model.checkpoint import CheckpointError
-    from latent_maskrcnn.train_state import ResumeError
-    from latent_maskrcnn.training import SUMMARY, baseline_config, train
-    from latent_maskrcnn.training_config import ConfigError, load_config
+    from latent_maskrcnn.training.config import ConfigError, load_config
+    from latent_maskrcnn.training.state import ResumeError
+    from latent_maskrcnn.training.trainer import SUMMARY, baseline_config, train
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

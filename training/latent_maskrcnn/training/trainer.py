@@ -25,11 +25,11 @@ import torch.distributed as dist
 import yaml
 from torch import nn
 
-from latent_maskrcnn.model.checkpoint import load_weights, save_model
-from .data import CocoInstanceDataset, DatasetError, build_augmentations, collate
+from latent_maskrcnn.data import CocoInstanceDataset, DatasetError, build_augmentations, collate
 from latent_maskrcnn.evaluation.pair_probe import ProbeSet, ProbeSettings, load_probe_set, probe_scalars, run_probe
+from latent_maskrcnn.model.checkpoint import load_weights, save_model
 from latent_maskrcnn.model.latent_mask_rcnn import LatentMaskRCNN
-from .train_state import (
+from .state import (
     CHECKPOINT_DIR,
     LATEST,
     ResumeError,
@@ -37,7 +37,7 @@ from .train_state import (
     optimizer_state_dict,
     save_checkpoint,
 )
-from .training_config import RESUMABLE_CHANGES, ConfigError, TrainConfig, config_differences
+from .config import RESUMABLE_CHANGES, ConfigError, TrainConfig, config_differences
 
 LOG = logging.getLogger(__name__)
 FINAL_MODEL = "model.safetensors"
