@@ -137,7 +137,7 @@ SceneRenderer = Callable[[np.random.Generator, int, int, int], list[tuple[np.nda
 
 def render_synthetic_views(rng: np.random.Generator, height: int, width: int, views: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """One tote scene seen by ``views`` cameras: per view (RGB uint8 [H, W, 3], masks bool [G, H, W])."""
-    from latent_maskrcnn.synthetic import generate_scene
+    from latent_maskrcnn.data.synthetic import generate_scene
 
     scene = generate_scene(rng, height, width, views=views)
     return [_view_image_and_masks(view) for view in _scene_views(scene)]

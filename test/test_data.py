@@ -10,7 +10,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from latent_maskrcnn.data import (
+from latent_maskrcnn.data.coco_dataset import (
     CocoInstanceDataset,
     ColorJitter,
     Compose,
@@ -22,7 +22,7 @@ from latent_maskrcnn.data import (
     collate,
     masks_to_boxes,
 )
-from latent_maskrcnn.synthetic import make_dataset
+from latent_maskrcnn.data.synthetic import make_dataset
 
 
 @pytest.fixture(scope="module")

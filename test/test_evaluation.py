@@ -5,11 +5,11 @@ import json
 import pytest
 import torch
 
+from latent_maskrcnn.data.synthetic import make_dataset
 from latent_maskrcnn.evaluation.runner import EvaluationSettings, run_methods
 from latent_maskrcnn.model.checkpoint import save_model
 from latent_maskrcnn.model.config import tiny_config
 from latent_maskrcnn.model.latent_mask_rcnn import LatentMaskRCNN
-from latent_maskrcnn.synthetic import make_dataset
 from latent_segmentation_ros import cli
 
 
@@ -84,7 +84,7 @@ def test_evaluate_reports_bad_input(setup, capsys):
 
 
 def test_every_method_sees_the_same_samples(setup):
-    from latent_maskrcnn.data import CocoInstanceDataset
+    from latent_maskrcnn.data.coco_dataset import CocoInstanceDataset
     from latent_maskrcnn.model.checkpoint import load_model
 
     dataset = CocoInstanceDataset(setup / "data" / "annotations.json", setup / "data" / "images")
@@ -106,7 +106,7 @@ def test_every_method_sees_the_same_samples(setup):
 
 @pytest.fixture(scope="module")
 def pair_data(tmp_path_factory):
-    from latent_maskrcnn.synthetic import AmbiguityRates
+    from latent_maskrcnn.data.synthetic import AmbiguityRates
 
     root = tmp_path_factory.mktemp("evaluate_pairs")
     make_dataset(root, images=3, seed=5, height=48, width=64, progress=False,
@@ -153,7 +153,7 @@ def test_evaluate_splits_double_picks_by_cause_and_probes_the_pairs(setup, pair_
 
 
 def test_data_without_ambiguity_kinds_degrade_to_unknown(setup, pair_data, tmp_path):
-    from latent_maskrcnn.data import CocoInstanceDataset
+    from latent_maskrcnn.data.coco_dataset import CocoInstanceDataset
     from latent_maskrcnn.evaluation.pair_probe import summarize_probe
     from latent_maskrcnn.evaluation.runner import cause_table
     from latent_maskrcnn.model.checkpoint import load_model

@@ -7,7 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from latent_maskrcnn.data import CocoInstanceDataset
+from latent_maskrcnn.data.coco_dataset import CocoInstanceDataset
+from latent_maskrcnn.data.synthetic import AmbiguityRates, generate_scene, make_dataset
+from latent_maskrcnn.data.synthetic.coco import scene_seed
 from latent_maskrcnn.evaluation.pair_probe import (
     PairSource,
     ProbeSettings,
@@ -20,8 +22,6 @@ from latent_maskrcnn.evaluation.pair_probe import (
     seam_cover,
     summarize_probe,
 )
-from latent_maskrcnn.synthetic import AmbiguityRates, generate_scene, make_dataset
-from latent_maskrcnn.synthetic.coco import scene_seed
 
 H, W = 40, 64
 

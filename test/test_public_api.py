@@ -123,7 +123,7 @@ ORDERS = _orders()
 def test_the_colliding_names_are_found() -> None:
     known = ["latent_maskrcnn.aggregate", "latent_maskrcnn.confidence_masks", "latent_maskrcnn.union_nms"]
     assert set(name for name in known if name in SUBMODULES) <= set(COLLIDING)
-    assert "latent_maskrcnn.synthetic.scene" in SUBMODULES and "latent_maskrcnn.synthetic" in PACKAGES
+    assert "latent_maskrcnn.data.synthetic.scene" in SUBMODULES and "latent_maskrcnn.data.synthetic" in PACKAGES
 
 
 @pytest.mark.parametrize("order", sorted(ORDERS))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from latent_maskrcnn.synthetic import (
+from latent_maskrcnn.data.synthetic import (
     FILM_BAG,
     GLARE_STRIPE,
     PAIR_HALF,
@@ -20,7 +20,7 @@ from latent_maskrcnn.synthetic import (
     render_layout,
     sample_layout,
 )
-from latent_maskrcnn.synthetic.cameras import apply_homography
+from latent_maskrcnn.data.synthetic.cameras import apply_homography
 from latent_segmentation_ros import cli
 
 H, W = 72, 96

@@ -12,9 +12,9 @@ import torch.multiprocessing as mp
 import yaml
 from safetensors.torch import load_file, save_file
 
-from latent_maskrcnn.data import DatasetError
+from latent_maskrcnn.data.coco_dataset import DatasetError
+from latent_maskrcnn.data.synthetic import make_dataset
 from latent_maskrcnn.model.checkpoint import read_config
-from latent_maskrcnn.synthetic import make_dataset
 from latent_maskrcnn.training.config import ConfigError, ScheduleSection, TrainConfig, load_config
 from latent_maskrcnn.training.state import ResumeError
 from latent_maskrcnn.training.trainer import FINAL_MODEL, TENSORBOARD_DIR, ShardedEpochSampler, baseline_config, train
@@ -274,7 +274,7 @@ def test_demo_model_fits_the_size_limit():
 def test_probe_runs_at_every_checkpoint_and_survives_a_resume(tmp_path, tiny_data):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from latent_maskrcnn.synthetic import AmbiguityRates
+    from latent_maskrcnn.data.synthetic import AmbiguityRates
 
     held_out = tmp_path / "held_out"
     make_dataset(held_out, images=3, seed=9, height=48, width=64, progress=False,
@@ -308,7 +308,7 @@ def test_probe_runs_at_every_checkpoint_and_survives_a_resume(tmp_path, tiny_dat
 
 
 def test_the_probe_of_a_baseline_run_reads_its_single_prediction(tmp_path, tiny_data):
-    from latent_maskrcnn.synthetic import AmbiguityRates
+    from latent_maskrcnn.data.synthetic import AmbiguityRates
 
     held_out = tmp_path / "held_out"
     make_dataset(held_out, images=1, seed=9, height=48, width=64, progress=False,

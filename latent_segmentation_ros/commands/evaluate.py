@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from latent_maskrcnn.data import CocoInstanceDataset, DatasetError
+    from latent_maskrcnn.data.coco_dataset import CocoInstanceDataset, DatasetError
     from latent_maskrcnn.evaluation.runner import EvaluationSettings, run_methods, write_report
     from latent_maskrcnn.model.checkpoint import CheckpointError, load_model
 

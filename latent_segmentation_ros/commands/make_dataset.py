@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from latent_maskrcnn.synthetic import make_dataset
+    from latent_maskrcnn.data.synthetic import make_dataset
 
     try:
         path = make_dataset(

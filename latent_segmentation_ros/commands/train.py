@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     import os
     import sys
 
-    from latent_maskrcnn.data import DatasetError
+    from latent_maskrcnn.data.coco_dataset import DatasetError
     from latent_maskrcnn.model.checkpoint import CheckpointError
     from latent_maskrcnn.training.config import ConfigError, load_config
     from latent_maskrcnn.training.state import ResumeError

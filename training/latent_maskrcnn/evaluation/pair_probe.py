@@ -144,8 +144,8 @@ class PairSource:
         return SeamlessPair(image_id, masks[halves], "split")
 
     def _regenerate_halves(self, index: int, image: torch.Tensor | None, merged_mask: torch.Tensor) -> torch.Tensor | None:
-        from latent_maskrcnn.synthetic import AmbiguityRates, generate_scene
-        from latent_maskrcnn.synthetic.coco import scene_seed
+        from latent_maskrcnn.data.synthetic import AmbiguityRates, generate_scene
+        from latent_maskrcnn.data.synthetic.coco import scene_seed
 
         info, entry = self.info, _image_entry(self.dataset, index)
         image_id = int(entry["id"])
@@ -338,7 +338,7 @@ class ProbeSet:
 def load_probe_set(annotations: str, images: str, max_images: int) -> ProbeSet:
     """Scan a COCO set in image-id order until ``max_images`` images with a usable pair are
     found (raises `DatasetError` for a broken set)."""
-    from latent_maskrcnn.data import CocoInstanceDataset
+    from latent_maskrcnn.data.coco_dataset import CocoInstanceDataset
 
     if max_images < 1:
         raise ValueError(f"max_images must be at least 1, got {max_images}")

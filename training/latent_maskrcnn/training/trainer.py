@@ -25,7 +25,7 @@ import torch.distributed as dist
 import yaml
 from torch import nn
 
-from latent_maskrcnn.data import CocoInstanceDataset, DatasetError, build_augmentations, collate
+from latent_maskrcnn.data.coco_dataset import CocoInstanceDataset, DatasetError, build_augmentations, collate
 from latent_maskrcnn.evaluation.pair_probe import ProbeSet, ProbeSettings, load_probe_set, probe_scalars, run_probe
 from latent_maskrcnn.model.checkpoint import load_weights, save_model
 from latent_maskrcnn.model.latent_mask_rcnn import LatentMaskRCNN

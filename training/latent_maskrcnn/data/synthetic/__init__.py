@@ -2,7 +2,7 @@
 
 See docs/synthetic_data.md for the scene recipe, the ambiguity kinds and their rates.
 """
-from latent_maskrcnn.synthetic.ambiguity import (
+from latent_maskrcnn.data.synthetic.ambiguity import (
     DEFAULT_RATES,
     FILM_BAG,
     GLARE_STRIPE,
@@ -14,10 +14,10 @@ from latent_maskrcnn.synthetic.ambiguity import (
     UNDER_FILM,
     AmbiguityRates,
 )
-from latent_maskrcnn.synthetic.cameras import MAX_VIEWS, pixel_to_tote
-from latent_maskrcnn.synthetic.coco import ANNOTATION_FILE, IMAGE_DIR, image_file_name, make_dataset
-from latent_maskrcnn.synthetic.layout import InstanceRef, ToteLayout, sample_layout
-from latent_maskrcnn.synthetic.scene import Scene, SceneView, generate_scene, render_layout
+from latent_maskrcnn.data.synthetic.cameras import MAX_VIEWS, pixel_to_tote
+from latent_maskrcnn.data.synthetic.coco import ANNOTATION_FILE, IMAGE_DIR, image_file_name, make_dataset
+from latent_maskrcnn.data.synthetic.layout import InstanceRef, ToteLayout, sample_layout
+from latent_maskrcnn.data.synthetic.scene import Scene, SceneView, generate_scene, render_layout
 
 __all__ = [
     "ANNOTATION_FILE",

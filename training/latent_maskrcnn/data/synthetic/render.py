@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from latent_maskrcnn.synthetic.ambiguity import FILM_BAG
-from latent_maskrcnn.synthetic.appearance import shade_item, tote_background
-from latent_maskrcnn.synthetic.cameras import RIG, apply_homography, pixel_to_tote, tote_grid
-from latent_maskrcnn.synthetic.layout import SEAMLESS_PAIR, InstanceRef, Item, ToteLayout
+from latent_maskrcnn.data.synthetic.ambiguity import FILM_BAG
+from latent_maskrcnn.data.synthetic.appearance import shade_item, tote_background
+from latent_maskrcnn.data.synthetic.cameras import RIG, apply_homography, pixel_to_tote, tote_grid
+from latent_maskrcnn.data.synthetic.layout import SEAMLESS_PAIR, InstanceRef, Item, ToteLayout
 
 CONTACT_SHADOW = 0.35
 """Darkening right outside a bag's outline (soft contact shadow on whatever lies below)."""

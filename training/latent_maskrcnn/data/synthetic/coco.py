@@ -19,8 +19,8 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
-from latent_maskrcnn.synthetic.ambiguity import DEFAULT_RATES, AmbiguityRates
-from latent_maskrcnn.synthetic.scene import SceneView, generate_scene
+from latent_maskrcnn.data.synthetic.ambiguity import DEFAULT_RATES, AmbiguityRates
+from latent_maskrcnn.data.synthetic.scene import SceneView, generate_scene
 
 ANNOTATION_FILE = "annotations.json"
 IMAGE_DIR = "images"

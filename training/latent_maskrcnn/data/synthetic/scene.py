@@ -5,10 +5,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from latent_maskrcnn.synthetic.ambiguity import DEFAULT_RATES, AmbiguityRates
-from latent_maskrcnn.synthetic.cameras import MAX_VIEWS, pixel_to_tote
-from latent_maskrcnn.synthetic.layout import InstanceRef, ToteLayout, sample_layout
-from latent_maskrcnn.synthetic.render import render_view
+from latent_maskrcnn.data.synthetic.ambiguity import DEFAULT_RATES, AmbiguityRates
+from latent_maskrcnn.data.synthetic.cameras import MAX_VIEWS, pixel_to_tote
+from latent_maskrcnn.data.synthetic.layout import InstanceRef, ToteLayout, sample_layout
+from latent_maskrcnn.data.synthetic.render import render_view
 
 MIN_SIDE = 16
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from latent_maskrcnn.synthetic.ambiguity import (
+from latent_maskrcnn.data.synthetic.ambiguity import (
     DEFAULT_RATES,
     FILM_BAG,
     GLARE_STRIPE,
@@ -21,8 +21,8 @@ from latent_maskrcnn.synthetic.ambiguity import (
     UNDER_FILM,
     AmbiguityRates,
 )
-from latent_maskrcnn.synthetic.appearance import Look, ToteLook, sample_look, sample_tote_look
-from latent_maskrcnn.synthetic.geometry import ROUNDED_RECT, Shape, sample_shape
+from latent_maskrcnn.data.synthetic.appearance import Look, ToteLook, sample_look, sample_tote_look
+from latent_maskrcnn.data.synthetic.geometry import ROUNDED_RECT, Shape, sample_shape
 
 SEAMLESS_PAIR = "seamless_pair"
 """Item kind of the two-bag pair (rendered as one outline, labelled as one or two items)."""
