@@ -180,7 +180,7 @@ def test_a_claim_can_raise_a_candidates_score_by_switching_its_support(kernel):
 
 @BOTH_KERNELS
 def test_invariants_on_realistic_samples_at_full_size_blocks(kernel):
-    from latent_maskrcnn.bench_aggregate import random_samples
+    from latent_maskrcnn.bench.aggregate import random_samples
 
     masks, scores = random_samples(6, 12, 120, 160, seed=3, device="cpu")
     for p in (0.1, 0.5, 0.9, 1.0):
@@ -294,7 +294,7 @@ def test_support_size_is_ceil_p_k():
 
 @BOTH_KERNELS
 def test_prepared_samples_reaggregate_like_raw_input(kernel):
-    from latent_maskrcnn.bench_aggregate import random_samples
+    from latent_maskrcnn.bench.aggregate import random_samples
 
     masks, scores = random_samples(5, 10, 96, 128, seed=1, device="cpu")
     prepared = prepare_samples(masks, scores)
@@ -305,7 +305,7 @@ def test_prepared_samples_reaggregate_like_raw_input(kernel):
 
 
 def test_compiled_and_torch_kernels_agree_on_realistic_samples():
-    from latent_maskrcnn.bench_aggregate import random_samples
+    from latent_maskrcnn.bench.aggregate import random_samples
 
     masks, scores = random_samples(8, 12, 120, 160, seed=4, device="cpu")
     for p in (0.5, 0.9):
@@ -332,7 +332,7 @@ def test_unknown_kernel_is_refused():
 def test_works_on_cuda_like_on_cpu():
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    from latent_maskrcnn.bench_aggregate import random_samples
+    from latent_maskrcnn.bench.aggregate import random_samples
 
     masks, scores = random_samples(4, 8, 64, 96, seed=2, device="cpu")
     cpu = confidence_masks(masks, scores, 0.75, kernel="torch")

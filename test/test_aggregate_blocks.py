@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from latent_maskrcnn import bench_aggregate
 from latent_maskrcnn.aggregation.mask_blocks import block_counts, cell_areas, crop_box, occupied_cell_boxes, pixel_boxes
+from latent_maskrcnn.bench import aggregate as bench_aggregate
 
 
 @pytest.mark.parametrize(

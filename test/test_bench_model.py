@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from latent_maskrcnn import bench_model
+from latent_maskrcnn.bench import model as bench_model
 from latent_segmentation_ros import cli
 
 

@@ -13,8 +13,8 @@ import importlib.util
 HELP = "benchmarks: model inference speed, aggregation speed, bag replay, live nodes (JSON with --json)"
 
 BENCHMARKS = {
-    "model": "latent_maskrcnn.bench_model",
-    "aggregate": "latent_maskrcnn.bench_aggregate",
+    "model": "latent_maskrcnn.bench.model",
+    "aggregate": "latent_maskrcnn.bench.aggregate",
     "replay": "latent_segmentation_ros.bench_replay",
     "node": "latent_segmentation_ros.bench_node",
 }
