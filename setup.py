@@ -16,7 +16,7 @@ setup(
     packages=find_packages(include=["latent_segmentation_ros", "latent_segmentation_ros.*"]) + ML_PACKAGES,
     package_dir={"latent_maskrcnn": "training/latent_maskrcnn"},
     include_package_data=True,
-    # the .msg files, where a ROS install keeps them (latent_segmentation_ros.messages finds them)
+    # the .msg files, where a ROS install keeps them (latent_segmentation_ros.core.messages finds them)
     data_files=[("share/latent_segmentation_ros/msg", sorted(glob("msg/*.msg")))],
     install_requires=[
         "torch>=2.1",

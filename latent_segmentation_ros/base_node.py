@@ -26,11 +26,11 @@ from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image, RegionOfInterest
 from std_msgs.msg import Header
 
-from latent_segmentation_ros.camera_sync import ApproximateTimePairer, SyncPolicy
-from latent_segmentation_ros.messages import MessageFactory, rclpy_array_converters
-from latent_segmentation_ros.node_support import NodeStats, diagnostic_summary, seconds_since_process_start
-from latent_segmentation_ros.parameters import ParameterSet, ParameterSpec
-from latent_segmentation_ros.signals import (
+from latent_segmentation_ros.core.camera_sync import ApproximateTimePairer, SyncPolicy
+from latent_segmentation_ros.core.messages import MessageFactory, rclpy_array_converters
+from latent_segmentation_ros.core.node_support import NodeStats, diagnostic_summary, seconds_since_process_start
+from latent_segmentation_ros.core.parameters import ParameterSet, ParameterSpec
+from latent_segmentation_ros.core.signals import (
     ShutdownRequest,
     StartupInterrupted,
     ignore_further_signals,

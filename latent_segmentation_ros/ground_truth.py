@@ -15,7 +15,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from latent_segmentation_ros.bag_io import BagError, BagReader, BagReadError, RawMessage
-from latent_segmentation_ros.image_conversion import message_to_numpy
+from latent_segmentation_ros.core.image_conversion import message_to_numpy
 from latent_segmentation_ros.synthetic_bag import label_image_to_masks
 
 LOGGER = logging.getLogger(__name__)

@@ -19,11 +19,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from latent_segmentation_ros.bag_io import BagError, BagReader, BagReadError, BagWriter
-from latent_segmentation_ros.camera_sync import ApproximateTimePairer, SyncPolicy
+from latent_segmentation_ros.core.camera_sync import ApproximateTimePairer, SyncPolicy
+from latent_segmentation_ros.core.heap import HeapTrimmer
+from latent_segmentation_ros.core.results import CameraResult, GraspCandidate
 from latent_segmentation_ros.ground_truth import GroundTruthStream, ground_truth_topics, stamp_ns_of
-from latent_segmentation_ros.heap import HeapTrimmer
 from latent_segmentation_ros.report import ReportWriter
-from latent_segmentation_ros.results import CameraResult, GraspCandidate
 from latent_segmentation_ros.scoring import Scorer, ScoringConfig
 from latent_segmentation_ros.synthetic_bag import CAMERAS, camera_of_topic, image_topic
 
@@ -40,7 +40,7 @@ def confidence_topic(camera: str) -> str:
 
 def node_sync_policy() -> SyncPolicy:
     """The pairing the segmentation node uses by default (its sync_slop and queue_size)."""
-    from latent_segmentation_ros.parameters import SEGMENTATION_PARAMETERS
+    from latent_segmentation_ros.core.parameters import SEGMENTATION_PARAMETERS
 
     return SyncPolicy(
         slop=SEGMENTATION_PARAMETERS["sync_slop"].default, queue_size=SEGMENTATION_PARAMETERS["queue_size"].default
@@ -152,7 +152,7 @@ class PairStream:
         return min(self.reader.topics[topic].message_count for topic in self.image_topics)
 
     def __iter__(self):
-        from latent_segmentation_ros.image_conversion import message_to_rgb
+        from latent_segmentation_ros.core.image_conversion import message_to_rgb
 
         topic_index = {topic: index for index, topic in enumerate(self.image_topics)}
         try:
@@ -202,7 +202,7 @@ def replay_bag(
 ) -> ReplaySummary:
     """Replay ``options.bag``; writes DIR/output, DIR/report.{json,md}, overlays. A bag damaged
     part-way does not raise: the report keeps what was evaluated and says where it stopped."""
-    from latent_segmentation_ros.messages import (
+    from latent_segmentation_ros.core.messages import (
         CONFIDENCE_MASK_ARRAY,
         GRASP_CANDIDATE_ARRAY,
         build_confidence_mask_array,
@@ -328,8 +328,8 @@ class PairSetup:
 
 def build_planner(overrides: dict[str, Any] | None = None) -> Any:
     """The grasp node's planner from its parameters (defaults unless overridden)."""
-    from latent_segmentation_ros.grasp_core import planner_from_parameters
-    from latent_segmentation_ros.parameters import GRASP_PARAMETERS, ParameterSet
+    from latent_segmentation_ros.core.grasping import planner_from_parameters
+    from latent_segmentation_ros.core.parameters import GRASP_PARAMETERS, ParameterSet
 
     return planner_from_parameters(ParameterSet(GRASP_PARAMETERS, overrides or {}).values)
 
@@ -351,7 +351,7 @@ def build_pair_processor(
     Unset settings take the node's parameter defaults. Raises ValueError (CheckpointLoadError)
     naming the checkpoint and the cause, e.g. when the demo model has not been trained yet.
     """
-    from latent_segmentation_ros.pipeline import PerceptionPipeline, PipelineSettings
+    from latent_segmentation_ros.core.pipeline import PerceptionPipeline, PipelineSettings
 
     changes = {
         name: value

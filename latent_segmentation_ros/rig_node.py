@@ -30,7 +30,7 @@ from rclpy.parameter import Parameter, parameter_value_to_python
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from latent_segmentation_ros.image_conversion import numpy_to_image
+from latent_segmentation_ros.core.image_conversion import numpy_to_image
 from latent_segmentation_ros.msg import ConfidenceMaskArray, GraspCandidateArray
 
 PACKAGE = "latent_segmentation_ros"

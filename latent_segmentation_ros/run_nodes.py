@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from latent_segmentation_ros.resources import find_resource
-from latent_segmentation_ros.signals import install_shutdown_handlers
+from latent_segmentation_ros.core.resources import find_resource
+from latent_segmentation_ros.core.signals import install_shutdown_handlers
 
 LAUNCH_FILE = "launch/picking.launch.py"
 CONFIG_FILE = "config/picking.yaml"

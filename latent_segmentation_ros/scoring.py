@@ -15,9 +15,9 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from latent_maskrcnn.evaluation.gripper_defaults import SIMULATED_GRIPPER_CIRCLES, SIMULATED_GRIPPER_RADIUS
-from latent_segmentation_ros.heap import HeapTrimmer
+from latent_segmentation_ros.core.heap import HeapTrimmer
+from latent_segmentation_ros.core.results import CameraResult, GraspCandidate
 from latent_segmentation_ros.report import FrameRecord, _number
-from latent_segmentation_ros.results import CameraResult, GraspCandidate
 
 LOGGER = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def prediction_dict(result: CameraResult) -> dict[str, np.ndarray]:
 
 def truth_dict(masks: np.ndarray) -> dict[str, np.ndarray]:
     """Ground-truth masks [G, H, W] as the ground-truth dict (one class: item = 1)."""
-    from latent_segmentation_ros.results import tight_boxes
+    from latent_segmentation_ros.core.results import tight_boxes
 
     import torch
 
@@ -81,7 +81,7 @@ def grasp_against_truth(
     truth when its whole disk lies inside one ground-truth item; the grasp is a double pick
     when its active cups touch two or more ground-truth items.
     """
-    from latent_segmentation_ros.grasp_planner import cup_disks
+    from latent_segmentation_ros.core.grasp_planner import cup_disks
 
     truth_masks = np.asarray(truth_masks, dtype=bool)
     active = np.asarray(grasp.cup_centers, dtype=np.float64).reshape(-1, 2)[np.asarray(grasp.cup_sealed, dtype=bool)]
@@ -227,7 +227,7 @@ class PredictionMatcher:
 def find_prediction_topics(reader: Any) -> tuple[list[str], list[str]]:
     """(ConfidenceMaskArray topics, GraspCandidateArray topics) of a bag; error if no masks."""
     from latent_segmentation_ros.bag_io import BagError
-    from latent_segmentation_ros.messages import CONFIDENCE_MASK_ARRAY, GRASP_CANDIDATE_ARRAY
+    from latent_segmentation_ros.core.messages import CONFIDENCE_MASK_ARRAY, GRASP_CANDIDATE_ARRAY
 
     masks = [t.name for t in reader.topics.values() if t.msgtype == CONFIDENCE_MASK_ARRAY]
     grasps = [t.name for t in reader.topics.values() if t.msgtype == GRASP_CANDIDATE_ARRAY]
@@ -271,13 +271,13 @@ def score_bag(
     from pathlib import Path
 
     from latent_segmentation_ros.bag_io import BagReader, BagReadError
-    from latent_segmentation_ros.ground_truth import GroundTruthStream
-    from latent_segmentation_ros.messages import (
+    from latent_segmentation_ros.core.messages import (
         CONFIDENCE_MASK_ARRAY,
         confidence_mask_array_to_result,
         get_typestore,
         grasp_candidate_array_to_list,
     )
+    from latent_segmentation_ros.ground_truth import GroundTruthStream
     from latent_segmentation_ros.report import ReportWriter
 
     heap = HeapTrimmer()  # flat resident memory over long bags (see heap.py)

@@ -24,12 +24,12 @@ from latent_segmentation_ros.base_node import (
     run_node,
     subscribe_image_pairs,
 )
-from latent_segmentation_ros.camera_sync import SyncPolicy
+from latent_segmentation_ros.core.camera_sync import SyncPolicy
+from latent_segmentation_ros.core.node_support import DROP_ERROR
+from latent_segmentation_ros.core.parameters import SEGMENTATION_PARAMETERS
+from latent_segmentation_ros.core.pipeline import CheckpointLoadError, PerceptionPipeline, PipelineSettings
+from latent_segmentation_ros.core.segmentation import PIPELINE_SETTINGS, FrameOutput, FrameWorker, Outcome, SegmentationCore
 from latent_segmentation_ros.msg import ConfidenceMaskArray
-from latent_segmentation_ros.node_support import DROP_ERROR
-from latent_segmentation_ros.parameters import SEGMENTATION_PARAMETERS
-from latent_segmentation_ros.pipeline import CheckpointLoadError, PerceptionPipeline, PipelineSettings
-from latent_segmentation_ros.segmentation_core import PIPELINE_SETTINGS, FrameOutput, FrameWorker, Outcome, SegmentationCore
 
 NODE_NAME = "latent_segmentation"
 WARNING_PERIOD_S = 5.0

@@ -16,9 +16,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from latent_segmentation_ros.bag_io import BagError, BagReader
-from latent_segmentation_ros.camera_sync import SyncPolicy
+from latent_segmentation_ros.core.camera_sync import SyncPolicy
+from latent_segmentation_ros.core.heap import HeapTrimmer
 from latent_segmentation_ros.ground_truth import GroundTruthStream, ground_truth_topics
-from latent_segmentation_ros.heap import HeapTrimmer
 from latent_segmentation_ros.replay import PairSetup, PairStream, _Progress, node_sync_policy
 from latent_segmentation_ros.report import ReportAccumulator
 from latent_segmentation_ros.scoring import Scorer, ScoringConfig
@@ -53,7 +53,7 @@ class SweepOptions:
 
 def sweep_p(options: SweepOptions, setup: PairSetup) -> dict[str, Any]:
     """Run the sweep; writes sweep.json, sweep.md and fig5_double_pick_vs_pickable_area.png."""
-    from latent_segmentation_ros.messages import (
+    from latent_segmentation_ros.core.messages import (
         build_confidence_mask_array,
         build_grasp_candidate_array,
         confidence_mask_array_to_result,

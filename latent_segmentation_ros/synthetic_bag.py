@@ -194,7 +194,7 @@ def write_synthetic_bag(
     ground_truth: bool = True,
 ) -> SyntheticBagSummary:
     """Write a bag of ``frames`` synthetic scenes; returns what was written (and dropped)."""
-    from latent_segmentation_ros.messages import get_typestore, numpy_to_image_message, rosbags_factory
+    from latent_segmentation_ros.core.messages import get_typestore, numpy_to_image_message, rosbags_factory
 
     if frames < 1:
         raise ValueError(f"a bag needs at least 1 frame, got {frames}")

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from latent_segmentation_ros.camera_sync import ApproximateTimePairer, SyncPolicy
+from latent_segmentation_ros.core.camera_sync import ApproximateTimePairer, SyncPolicy
 
 MS = 1_000_000
 

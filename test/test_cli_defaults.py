@@ -13,7 +13,7 @@ import pytest
 
 from latent_maskrcnn.evaluation.gripper_defaults import SIMULATED_GRIPPER_CIRCLES, SIMULATED_GRIPPER_RADIUS
 from latent_segmentation_ros import cli
-from latent_segmentation_ros.parameters import GRASP_PARAMETERS, SEGMENTATION_PARAMETERS
+from latent_segmentation_ros.core.parameters import GRASP_PARAMETERS, SEGMENTATION_PARAMETERS
 
 NODE_PARAMETERS = {**SEGMENTATION_PARAMETERS, **GRASP_PARAMETERS}
 # Flag -> node parameter: the parameter's own name, plus the shorter flags the CLI uses.
@@ -111,8 +111,8 @@ def test_gripper_options_share_one_definition() -> None:
 def test_every_holder_of_the_gripper_settings_agrees() -> None:
     from latent_maskrcnn.evaluation.double_pick import GripperSimulation
     from latent_maskrcnn.evaluation.runner import EvaluationSettings
-    from latent_segmentation_ros.camera_sync import SyncPolicy
-    from latent_segmentation_ros.grasp_planner import SuctionCupLayout
+    from latent_segmentation_ros.core.camera_sync import SyncPolicy
+    from latent_segmentation_ros.core.grasp_planner import SuctionCupLayout
     from latent_segmentation_ros.scoring import ScoringConfig
 
     gripper = GripperSimulation()

@@ -3,11 +3,11 @@ the source header; unreadable arrays dropped with the reason; cup parameters ref
 import numpy as np
 import pytest
 
-from latent_segmentation_ros import messages
-from latent_segmentation_ros.grasp_core import GraspCore
-from latent_segmentation_ros.grasp_planner import cup_disks
-from latent_segmentation_ros.node_support import DROP_MESSAGE
-from latent_segmentation_ros.results import CameraResult
+from latent_segmentation_ros.core import messages
+from latent_segmentation_ros.core.grasp_planner import cup_disks
+from latent_segmentation_ros.core.grasping import GraspCore
+from latent_segmentation_ros.core.node_support import DROP_MESSAGE
+from latent_segmentation_ros.core.results import CameraResult
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def test_latency_is_measured_from_arrival_to_published(factory):
 
 
 def test_a_failing_publish_is_a_counted_processing_error(factory):
-    from latent_segmentation_ros.node_support import DROP_ERROR
+    from latent_segmentation_ros.core.node_support import DROP_ERROR
 
     def broken(message):
         raise RuntimeError("publisher's context is invalid")

@@ -3,8 +3,8 @@ another mask, small items seal fewer cups, ranking, rotations, and a brute-force
 import numpy as np
 import pytest
 
-from latent_segmentation_ros.grasp_planner import SuctionCupLayout, SuctionGraspPlanner, cup_disks
-from latent_segmentation_ros.results import CameraResult
+from latent_segmentation_ros.core.grasp_planner import SuctionCupLayout, SuctionGraspPlanner, cup_disks
+from latent_segmentation_ros.core.results import CameraResult
 
 LAYOUT = SuctionCupLayout.grid(rows=3, cols=3, spacing=15.0, cup_radius=5.0)
 

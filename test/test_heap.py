@@ -1,7 +1,7 @@
 """Heap trimming of long evaluations: free heap pages go back to the system."""
 import pytest
 
-from latent_segmentation_ros.heap import HeapTrimmer, release_free_heap, uses_glibc
+from latent_segmentation_ros.core.heap import HeapTrimmer, release_free_heap, uses_glibc
 
 
 def resident_mb() -> float:

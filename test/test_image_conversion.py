@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from latent_segmentation_ros.image_conversion import (
+from latent_segmentation_ros.core.image_conversion import (
     ENCODINGS,
     ImageFields,
     image_to_numpy,

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from latent_segmentation_ros import messages
-from latent_segmentation_ros.results import CameraResult, GraspCandidate
+from latent_segmentation_ros.core import messages
+from latent_segmentation_ros.core.results import CameraResult, GraspCandidate
 
 REPO = Path(__file__).resolve().parents[1]
 

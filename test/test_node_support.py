@@ -1,7 +1,7 @@
 """The newest-pair hand-off (drops counted), node counters and the diagnostics summary."""
 import threading
 
-from latent_segmentation_ros.node_support import (
+from latent_segmentation_ros.core.node_support import (
     DROP_BUSY,
     DROP_ERROR,
     DROP_IMAGE,
@@ -173,7 +173,7 @@ def test_seconds_since_process_start_is_plausible():
     import sys
 
     out = subprocess.run(
-        [sys.executable, "-c", "import time; time.sleep(0.5); from latent_segmentation_ros.node_support import "
+        [sys.executable, "-c", "import time; time.sleep(0.5); from latent_segmentation_ros.core.node_support import "
          "seconds_since_process_start as s; print(s())"],
         capture_output=True, text=True, check=True,
     ).stdout

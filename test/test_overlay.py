@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from latent_segmentation_ros.overlay import PALETTE, render_overlay
-from latent_segmentation_ros.results import CameraResult, GraspCandidate
+from latent_segmentation_ros.core.overlay import PALETTE, render_overlay
+from latent_segmentation_ros.core.results import CameraResult, GraspCandidate
 
 
 def result_with(masks, scores):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from latent_segmentation_ros.parameters import GRASP_PARAMETERS, SEGMENTATION_PARAMETERS, ParameterSet
+from latent_segmentation_ros.core.parameters import GRASP_PARAMETERS, SEGMENTATION_PARAMETERS, ParameterSet
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "latent_segmentation_ros"

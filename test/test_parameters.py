@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from latent_segmentation_ros.parameters import (
+from latent_segmentation_ros.core.parameters import (
     GRASP_PARAMETERS,
     SEGMENTATION_PARAMETERS,
     ParameterSet,

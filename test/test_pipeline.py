@@ -11,7 +11,7 @@ from latent_maskrcnn.aggregation.aggregate import aggregate
 from latent_maskrcnn.model.checkpoint import save_model
 from latent_maskrcnn.model.config import tiny_config
 from latent_maskrcnn.model.latent_mask_rcnn import LatentMaskRCNN
-from latent_segmentation_ros.pipeline import (
+from latent_segmentation_ros.core.pipeline import (
     CheckpointLoadError,
     PerceptionPipeline,
     PipelineSettings,

@@ -12,7 +12,7 @@ from latent_maskrcnn.model.config import tiny_config
 from latent_maskrcnn.model.latent_mask_rcnn import LatentMaskRCNN
 from latent_segmentation_ros import cli
 from latent_segmentation_ros.bag_io import BagReader, BagWriter
-from latent_segmentation_ros.messages import (
+from latent_segmentation_ros.core.messages import (
     CONFIDENCE_MASK_ARRAY,
     GRASP_CANDIDATE_ARRAY,
     confidence_mask_array_to_result,
@@ -86,7 +86,7 @@ def test_output_bag_has_one_array_per_camera_per_pair(replayed, tiny_bag):
 def test_report_metrics_equal_the_metrics_functions(replayed, tiny_bag):
     from latent_maskrcnn.evaluation import metrics
 
-    from latent_segmentation_ros.image_conversion import message_to_numpy
+    from latent_segmentation_ros.core.image_conversion import message_to_numpy
     from latent_segmentation_ros.scoring import image_id_of, prediction_dict, truth_dict
     from latent_segmentation_ros.synthetic_bag import label_image_to_masks
 
@@ -231,8 +231,8 @@ def test_unsupported_encodings_are_counted_and_skipped(tiny_bag, checkpoint, tmp
 
 
 def test_chosen_grasps_are_scored_against_the_ground_truth(tiny_bag, checkpoint, tmp_path):
-    from latent_segmentation_ros.image_conversion import message_to_numpy
-    from latent_segmentation_ros.messages import grasp_candidate_array_to_list
+    from latent_segmentation_ros.core.image_conversion import message_to_numpy
+    from latent_segmentation_ros.core.messages import grasp_candidate_array_to_list
     from latent_segmentation_ros.replay import ReplayOptions, build_pair_processor, replay_bag
     from latent_segmentation_ros.scoring import grasp_against_truth
     from latent_segmentation_ros.synthetic_bag import label_image_to_masks

@@ -6,7 +6,7 @@ from latent_maskrcnn.model.checkpoint import save_model
 from latent_maskrcnn.model.config import tiny_config
 from latent_maskrcnn.model.latent_mask_rcnn import LatentMaskRCNN
 from latent_segmentation_ros import cli
-from latent_segmentation_ros.resources import default_checkpoint
+from latent_segmentation_ros.core.resources import default_checkpoint
 
 
 def test_demo_replays_and_prints_the_report(tmp_path, capsys):

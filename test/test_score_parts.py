@@ -3,8 +3,8 @@ import json
 
 import numpy as np
 
+from latent_segmentation_ros.core.results import CameraResult, GraspCandidate, tight_boxes
 from latent_segmentation_ros.report import FrameRecord, ReportWriter, read_frames
-from latent_segmentation_ros.results import CameraResult, GraspCandidate, tight_boxes
 from latent_segmentation_ros.scoring import PredictionMatcher, grasp_against_truth
 
 

@@ -10,12 +10,12 @@ import torch
 
 from latent_maskrcnn.model.config import tiny_config
 from latent_maskrcnn.model.latent_mask_rcnn import LatentMaskRCNN
-from latent_segmentation_ros import messages
-from latent_segmentation_ros.image_conversion import message_to_rgb, numpy_to_image
-from latent_segmentation_ros.node_support import DROP_BUSY, DROP_ERROR, DROP_IMAGE, DROP_SIZE, DROP_STAMPS, Work
-from latent_segmentation_ros.parameters import SEGMENTATION_PARAMETERS, ParameterSet
-from latent_segmentation_ros.pipeline import PerceptionPipeline
-from latent_segmentation_ros.segmentation_core import FrameWorker, SegmentationCore
+from latent_segmentation_ros.core import messages
+from latent_segmentation_ros.core.image_conversion import message_to_rgb, numpy_to_image
+from latent_segmentation_ros.core.node_support import DROP_BUSY, DROP_ERROR, DROP_IMAGE, DROP_SIZE, DROP_STAMPS, Work
+from latent_segmentation_ros.core.parameters import SEGMENTATION_PARAMETERS, ParameterSet
+from latent_segmentation_ros.core.pipeline import PerceptionPipeline
+from latent_segmentation_ros.core.segmentation import FrameWorker, SegmentationCore
 
 CAMERAS = ["overhead_left", "overhead_right"]
 

@@ -11,7 +11,7 @@ import pytest
 
 CHILD = r"""
 import os, signal, sys, time
-from latent_segmentation_ros.signals import StartupInterrupted, ignore_further_signals, install_shutdown_handlers
+from latent_segmentation_ros.core.signals import StartupInterrupted, ignore_further_signals, install_shutdown_handlers
 request = install_shutdown_handlers()
 assert install_shutdown_handlers() is request
 print("installed", flush=True)

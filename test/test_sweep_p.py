@@ -78,7 +78,7 @@ def test_cli_prints_the_table_and_writes_the_plot(bag, checkpoint, tmp_path, cap
 
 def test_sweep_without_ground_truth_is_a_clear_error(checkpoint, tmp_path, capsys):
     from latent_segmentation_ros.bag_io import BagReader, BagWriter
-    from latent_segmentation_ros.messages import get_typestore
+    from latent_segmentation_ros.core.messages import get_typestore
 
     source = tmp_path / "src"
     write_synthetic_bag(source, 2, seed=1, height=32, width=40)

@@ -40,15 +40,15 @@ def run(args: argparse.Namespace) -> int:
 
     from latent_segmentation_ros.bag_io import BagError
     from latent_segmentation_ros.commands.replay import print_summary
+    from latent_segmentation_ros.core.resources import DEMO_CHECKPOINT
     from latent_segmentation_ros.replay import ReplayOptions, build_pair_processor, replay_bag
-    from latent_segmentation_ros.resources import DEMO_CHECKPOINT
     from latent_segmentation_ros.synthetic_bag import write_synthetic_bag
 
     out = Path(args.out)
     start = time.perf_counter()
     try:
         if args.checkpoint is None:
-            from latent_segmentation_ros.resources import default_checkpoint
+            from latent_segmentation_ros.core.resources import default_checkpoint
 
             try:
                 default_checkpoint()

@@ -1,7 +1,7 @@
 """Command-line options that stand for node parameters or the simulated gripper.
 
 Their defaults and the defaults their help shows come from the one place each is defined
-(the node parameter table in `latent_segmentation_ros.parameters`, the gripper defaults in
+(the node parameter table in `latent_segmentation_ros.core.parameters`, the gripper defaults in
 `latent_maskrcnn.evaluation.gripper_defaults`), so the command line cannot drift from the nodes. Light
 imports only: ``latent-seg --help`` builds every parser. Validation stays where the values are
 used (the pipeline settings), so a bad value gets the node's reason.
@@ -12,7 +12,7 @@ import argparse
 import copy
 
 from latent_maskrcnn.evaluation.gripper_defaults import SIMULATED_GRIPPER_CIRCLES, SIMULATED_GRIPPER_RADIUS
-from latent_segmentation_ros.parameters import GRASP_PARAMETERS, SEGMENTATION_PARAMETERS, ParameterSpec
+from latent_segmentation_ros.core.parameters import GRASP_PARAMETERS, SEGMENTATION_PARAMETERS, ParameterSpec
 
 _TYPES = {"double": float, "integer": int, "string": str, "string_array": str, "double_array": float}
 

@@ -35,7 +35,7 @@ def scoring_config(args: argparse.Namespace):
 
 def sync_policy(args: argparse.Namespace):
     """The node's pairing with --slop / --queue-size (whose defaults are the node's)."""
-    from latent_segmentation_ros.camera_sync import SyncPolicy
+    from latent_segmentation_ros.core.camera_sync import SyncPolicy
 
     return SyncPolicy(slop=args.slop, queue_size=args.queue_size)
 

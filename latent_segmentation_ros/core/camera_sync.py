@@ -27,7 +27,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Generic, Sequence, TypeVar
 
-from latent_segmentation_ros.parameters import SEGMENTATION_PARAMETERS
+from latent_segmentation_ros.core.parameters import SEGMENTATION_PARAMETERS
 
 T = TypeVar("T")
 

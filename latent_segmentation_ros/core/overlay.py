@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-from latent_segmentation_ros.results import CameraResult, GraspCandidate
+from latent_segmentation_ros.core.results import CameraResult, GraspCandidate
 
 # Well-separated colours (RGB), repeated when there are more masks.
 PALETTE = np.array(

@@ -15,8 +15,8 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-from latent_segmentation_ros.parameters import GRASP_PARAMETERS
-from latent_segmentation_ros.results import CameraResult, GraspCandidate
+from latent_segmentation_ros.core.parameters import GRASP_PARAMETERS
+from latent_segmentation_ros.core.results import CameraResult, GraspCandidate
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from latent_segmentation_ros.parameters import SEGMENTATION_PARAMETERS
-from latent_segmentation_ros.results import CameraResult, tight_boxes
+from latent_segmentation_ros.core.parameters import SEGMENTATION_PARAMETERS
+from latent_segmentation_ros.core.results import CameraResult, tight_boxes
 
 _SETTING_NAMES = ("p", "num_samples", "mode", "score_threshold", "min_mask_area", "seed")
 
@@ -124,7 +124,7 @@ class PerceptionPipeline:
         Raises CheckpointLoadError naming the path and the cause (missing file, wrong format,
         weights that do not fit the stored config, an unavailable device).
         """
-        from latent_segmentation_ros.resources import default_checkpoint
+        from latent_segmentation_ros.core.resources import default_checkpoint
 
         if path is None or str(path) == "":
             try:

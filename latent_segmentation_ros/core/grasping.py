@@ -5,15 +5,15 @@ import math
 import time
 from typing import Any, Callable, Mapping
 
-from latent_segmentation_ros.grasp_planner import SuctionCupLayout, SuctionGraspPlanner
-from latent_segmentation_ros.messages import (
+from latent_segmentation_ros.core.grasp_planner import SuctionCupLayout, SuctionGraspPlanner
+from latent_segmentation_ros.core.messages import (
     MessageFactory,
     build_grasp_candidate_array,
     confidence_mask_array_to_result,
 )
-from latent_segmentation_ros.node_support import DROP_ERROR, DROP_MESSAGE, NodeStats
-from latent_segmentation_ros.parameters import GRASP_PARAMETERS, ParameterSet
-from latent_segmentation_ros.segmentation_core import Outcome, ParameterDecision
+from latent_segmentation_ros.core.node_support import DROP_ERROR, DROP_MESSAGE, NodeStats
+from latent_segmentation_ros.core.parameters import GRASP_PARAMETERS, ParameterSet
+from latent_segmentation_ros.core.segmentation import Outcome, ParameterDecision
 
 PLANNER_PARAMETERS = (
     "cup_radius",

@@ -12,10 +12,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from latent_segmentation_ros.heap import HeapTrimmer
-from latent_segmentation_ros.image_conversion import message_to_rgb
-from latent_segmentation_ros.messages import MessageFactory, build_confidence_mask_array, numpy_to_image_message
-from latent_segmentation_ros.node_support import (
+from latent_segmentation_ros.core.heap import HeapTrimmer
+from latent_segmentation_ros.core.image_conversion import message_to_rgb
+from latent_segmentation_ros.core.messages import MessageFactory, build_confidence_mask_array, numpy_to_image_message
+from latent_segmentation_ros.core.node_support import (
     DROP_ERROR,
     DROP_IMAGE,
     DROP_SIZE,
@@ -23,10 +23,10 @@ from latent_segmentation_ros.node_support import (
     NodeStats,
     Work,
 )
-from latent_segmentation_ros.overlay import render_overlay
-from latent_segmentation_ros.parameters import SEGMENTATION_PARAMETERS, ParameterSet
-from latent_segmentation_ros.pipeline import PerceptionPipeline
-from latent_segmentation_ros.results import CameraResult
+from latent_segmentation_ros.core.overlay import render_overlay
+from latent_segmentation_ros.core.parameters import SEGMENTATION_PARAMETERS, ParameterSet
+from latent_segmentation_ros.core.pipeline import PerceptionPipeline
+from latent_segmentation_ros.core.results import CameraResult
 
 PIPELINE_SETTINGS = ("p", "num_samples", "mode", "score_threshold", "min_mask_area", "seed")
 # a change of these re-publishes the last frame at once
@@ -191,7 +191,7 @@ class FrameWorker:
         report_drop: Callable[[Outcome], None],
         poll_s: float = 0.2,
     ) -> None:
-        from latent_segmentation_ros.node_support import LatestPairSlot
+        from latent_segmentation_ros.core.node_support import LatestPairSlot
 
         self.core = core
         self.slot = LatestPairSlot()
@@ -201,7 +201,7 @@ class FrameWorker:
         self._thread: Any = None
 
     def submit(self, *messages: Any) -> None:
-        from latent_segmentation_ros.node_support import DROP_BUSY
+        from latent_segmentation_ros.core.node_support import DROP_BUSY
 
         self.core.stats.input_arrived()
         if self.slot.put(messages):

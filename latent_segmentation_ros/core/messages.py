@@ -15,9 +15,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from latent_segmentation_ros.image_conversion import message_to_numpy
-from latent_segmentation_ros.resources import PACKAGE, candidate_paths
-from latent_segmentation_ros.results import CameraResult, GraspCandidate, tight_boxes
+from latent_segmentation_ros.core.image_conversion import message_to_numpy
+from latent_segmentation_ros.core.resources import PACKAGE, candidate_paths
+from latent_segmentation_ros.core.results import CameraResult, GraspCandidate, tight_boxes
 
 MESSAGE_NAMES = ("ConfidenceMask", "ConfidenceMaskArray", "GraspCandidate", "GraspCandidateArray")
 CONFIDENCE_MASK = f"{PACKAGE}/msg/ConfidenceMask"
@@ -120,7 +120,7 @@ def numpy_to_image_message(
     pixels: np.ndarray, encoding: str, header: Any, factory: MessageFactory
 ) -> Any:
     """A `sensor_msgs/Image` object of ``factory``'s library holding ``pixels``."""
-    from latent_segmentation_ros.image_conversion import numpy_to_image
+    from latent_segmentation_ros.core.image_conversion import numpy_to_image
 
     fields = numpy_to_image(pixels, encoding)
     return factory.image(

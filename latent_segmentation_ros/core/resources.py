@@ -16,10 +16,10 @@ DEMO_CHECKPOINT = "models/demo/latent_maskrcnn_demo.safetensors"
 
 def candidate_paths(relative: str) -> list[Path]:
     """Every place ``relative`` (e.g. "msg" or "models/demo/x") may be, most specific first."""
-    module_dir = Path(__file__).parent
-    candidates = [module_dir.resolve().parent / relative, module_dir.parent / relative]
+    package_dir = Path(__file__).parent.parent  # this module lives in <package>/core/
+    candidates = [package_dir.resolve().parent / relative, package_dir.parent / relative]
     share = Path("share") / PACKAGE / relative
-    for base in (module_dir, module_dir.resolve()):
+    for base in (package_dir, package_dir.resolve()):
         # <prefix>/lib/pythonX.Y/site-packages/latent_segmentation_ros
         if len(base.parents) > 3:
             candidates.append(base.parents[3] / share)
