@@ -53,8 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from latent_segmentation_ros.replay import ReplayOptions, build_pair_processor, replay_bag
-    from latent_segmentation_ros.synthetic_bag import BagTiming, write_synthetic_bag
+    from latent_segmentation_ros.replay.runner import ReplayOptions, build_pair_processor, replay_bag
+    from latent_segmentation_ros.replay.synthetic_bag import BagTiming, write_synthetic_bag
 
     if args.frames < 10:
         raise ValueError(f"bench replay needs at least 10 frames, got {args.frames}")

@@ -177,7 +177,7 @@ def start_node(
 
 def synthetic_pairs(count: int, height: int, width: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """Two-camera RGB views of ``count`` tote scenes, rendered as ``latent-seg make-bag`` does."""
-    from latent_segmentation_ros.synthetic_bag import render_synthetic_views
+    from latent_segmentation_ros.replay.synthetic_bag import render_synthetic_views
 
     rng = np.random.default_rng(seed)
     pairs = []
@@ -281,7 +281,7 @@ class Rig:
 
     def pair(self, rgbs: Sequence[np.ndarray], stamp_ns: int, camera_offset_ns: int = 2_000_000) -> list[Image]:
         """The camera images of one pair: the first stamped ``stamp_ns``, the next a little later."""
-        from latent_segmentation_ros.synthetic_bag import optical_frame
+        from latent_segmentation_ros.replay.synthetic_bag import optical_frame
 
         return [
             image_message(rgb, stamp_ns + index * camera_offset_ns, optical_frame(camera))

@@ -6,7 +6,7 @@ import pytest
 import yaml
 from rosbags.typesys import Stores, get_typestore
 
-from latent_segmentation_ros.bag_io import (
+from latent_segmentation_ros.replay.bag_io import (
     BagError,
     BagReadError,
     BagReader,

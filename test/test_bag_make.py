@@ -7,7 +7,7 @@ from rosbags.rosbag2 import Reader
 from latent_segmentation_ros import cli
 from latent_segmentation_ros.core.image_conversion import message_to_numpy
 from latent_segmentation_ros.core.messages import get_typestore
-from latent_segmentation_ros.synthetic_bag import (
+from latent_segmentation_ros.replay.synthetic_bag import (
     BagTiming,
     label_image_to_masks,
     masks_to_label_image,

@@ -113,7 +113,7 @@ def test_every_holder_of_the_gripper_settings_agrees() -> None:
     from latent_maskrcnn.evaluation.runner import EvaluationSettings
     from latent_segmentation_ros.core.camera_sync import SyncPolicy
     from latent_segmentation_ros.core.grasp_planner import SuctionCupLayout
-    from latent_segmentation_ros.scoring import ScoringConfig
+    from latent_segmentation_ros.replay.scoring import ScoringConfig
 
     gripper = GripperSimulation()
     assert (gripper.radius, gripper.circles) == (SIMULATED_GRIPPER_RADIUS, SIMULATED_GRIPPER_CIRCLES)

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from latent_maskrcnn.evaluation import metrics
-from latent_segmentation_ros.pooled_matches import PooledMatches
-from latent_segmentation_ros.report import FrameRecord, ReportAccumulator
+from latent_segmentation_ros.replay.pooled_matches import PooledMatches
+from latent_segmentation_ros.replay.report import FrameRecord, ReportAccumulator
 
 
 def random_evaluation(generator: torch.Generator, image_id: int, h: int = 16, w: int = 20) -> metrics.ImageEvaluation:

@@ -11,15 +11,15 @@ from latent_maskrcnn.model.checkpoint import save_model
 from latent_maskrcnn.model.config import tiny_config
 from latent_maskrcnn.model.latent_mask_rcnn import LatentMaskRCNN
 from latent_segmentation_ros import cli
-from latent_segmentation_ros.bag_io import BagReader, BagWriter
 from latent_segmentation_ros.core.messages import (
     CONFIDENCE_MASK_ARRAY,
     GRASP_CANDIDATE_ARRAY,
     confidence_mask_array_to_result,
     get_typestore,
 )
-from latent_segmentation_ros.report import read_frames
-from latent_segmentation_ros.synthetic_bag import BagTiming, write_synthetic_bag
+from latent_segmentation_ros.replay.bag_io import BagReader, BagWriter
+from latent_segmentation_ros.replay.report import read_frames
+from latent_segmentation_ros.replay.synthetic_bag import BagTiming, write_synthetic_bag
 
 TYPESTORE = get_typestore()
 PIPELINE_ARGS = ["--samples", "2", "--p", "0.5", "--score-threshold", "0.0", "--no-progress"]
@@ -87,8 +87,8 @@ def test_report_metrics_equal_the_metrics_functions(replayed, tiny_bag):
     from latent_maskrcnn.evaluation import metrics
 
     from latent_segmentation_ros.core.image_conversion import message_to_numpy
-    from latent_segmentation_ros.scoring import image_id_of, prediction_dict, truth_dict
-    from latent_segmentation_ros.synthetic_bag import label_image_to_masks
+    from latent_segmentation_ros.replay.scoring import image_id_of, prediction_dict, truth_dict
+    from latent_segmentation_ros.replay.synthetic_bag import label_image_to_masks
 
     truth = {}
     for raw, message in read_messages(tiny_bag, [f"/{c}/ground_truth" for c in CAMERAS]):
@@ -233,9 +233,9 @@ def test_unsupported_encodings_are_counted_and_skipped(tiny_bag, checkpoint, tmp
 def test_chosen_grasps_are_scored_against_the_ground_truth(tiny_bag, checkpoint, tmp_path):
     from latent_segmentation_ros.core.image_conversion import message_to_numpy
     from latent_segmentation_ros.core.messages import grasp_candidate_array_to_list
-    from latent_segmentation_ros.replay import ReplayOptions, build_pair_processor, replay_bag
-    from latent_segmentation_ros.scoring import grasp_against_truth
-    from latent_segmentation_ros.synthetic_bag import label_image_to_masks
+    from latent_segmentation_ros.replay.runner import ReplayOptions, build_pair_processor, replay_bag
+    from latent_segmentation_ros.replay.scoring import grasp_against_truth
+    from latent_segmentation_ros.replay.synthetic_bag import label_image_to_masks
 
     # A one-cup gripper small enough for the speckled masks of an untrained model on 64x80 images.
     setup = build_pair_processor(checkpoint, samples=2, p=0.5, score_threshold=0.0, min_mask_area=1,

@@ -4,8 +4,8 @@ import json
 import numpy as np
 
 from latent_segmentation_ros.core.results import CameraResult, GraspCandidate, tight_boxes
-from latent_segmentation_ros.report import FrameRecord, ReportWriter, read_frames
-from latent_segmentation_ros.scoring import PredictionMatcher, grasp_against_truth
+from latent_segmentation_ros.replay.report import FrameRecord, ReportWriter, read_frames
+from latent_segmentation_ros.replay.scoring import PredictionMatcher, grasp_against_truth
 
 
 def grasp(centres, sealed):

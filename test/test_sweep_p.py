@@ -8,10 +8,10 @@ from latent_maskrcnn.model.checkpoint import save_model
 from latent_maskrcnn.model.config import tiny_config
 from latent_maskrcnn.model.latent_mask_rcnn import LatentMaskRCNN
 from latent_segmentation_ros import cli
-from latent_segmentation_ros.replay import build_pair_processor
-from latent_segmentation_ros.scoring import ScoringConfig
-from latent_segmentation_ros.sweep import SweepOptions, sweep_p
-from latent_segmentation_ros.synthetic_bag import BagTiming, write_synthetic_bag
+from latent_segmentation_ros.replay.runner import build_pair_processor
+from latent_segmentation_ros.replay.scoring import ScoringConfig
+from latent_segmentation_ros.replay.sweep import SweepOptions, sweep_p
+from latent_segmentation_ros.replay.synthetic_bag import BagTiming, write_synthetic_bag
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +77,8 @@ def test_cli_prints_the_table_and_writes_the_plot(bag, checkpoint, tmp_path, cap
 
 
 def test_sweep_without_ground_truth_is_a_clear_error(checkpoint, tmp_path, capsys):
-    from latent_segmentation_ros.bag_io import BagReader, BagWriter
     from latent_segmentation_ros.core.messages import get_typestore
+    from latent_segmentation_ros.replay.bag_io import BagReader, BagWriter
 
     source = tmp_path / "src"
     write_synthetic_bag(source, 2, seed=1, height=32, width=40)

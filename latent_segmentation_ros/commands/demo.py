@@ -38,11 +38,11 @@ def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from latent_segmentation_ros.bag_io import BagError
     from latent_segmentation_ros.commands.replay import print_summary
     from latent_segmentation_ros.core.resources import DEMO_CHECKPOINT
-    from latent_segmentation_ros.replay import ReplayOptions, build_pair_processor, replay_bag
-    from latent_segmentation_ros.synthetic_bag import write_synthetic_bag
+    from latent_segmentation_ros.replay.bag_io import BagError
+    from latent_segmentation_ros.replay.runner import ReplayOptions, build_pair_processor, replay_bag
+    from latent_segmentation_ros.replay.synthetic_bag import write_synthetic_bag
 
     out = Path(args.out)
     start = time.perf_counter()

@@ -25,8 +25,8 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from latent_segmentation_ros.bag_io import BagError
-    from latent_segmentation_ros.synthetic_bag import BagTiming, write_synthetic_bag
+    from latent_segmentation_ros.replay.bag_io import BagError
+    from latent_segmentation_ros.replay.synthetic_bag import BagTiming, write_synthetic_bag
 
     try:
         timing = BagTiming(rate_hz=args.rate, drop_probability=args.drop_probability)

@@ -28,7 +28,7 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser, with_mode: bool = Tr
 
 
 def scoring_config(args: argparse.Namespace):
-    from latent_segmentation_ros.scoring import ScoringConfig
+    from latent_segmentation_ros.replay.scoring import ScoringConfig
 
     return ScoringConfig(gripper_radius=args.gripper_radius, circles=args.circles)
 
@@ -50,9 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from latent_segmentation_ros.bag_io import BagError
-    from latent_segmentation_ros.replay import ReplayOptions, build_pair_processor, replay_bag
-    from latent_segmentation_ros.synthetic_bag import camera_of_topic
+    from latent_segmentation_ros.replay.bag_io import BagError
+    from latent_segmentation_ros.replay.runner import ReplayOptions, build_pair_processor, replay_bag
+    from latent_segmentation_ros.replay.synthetic_bag import camera_of_topic
 
     try:
         options = ReplayOptions(
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
 def print_summary(report: dict, out: str) -> None:
     from pathlib import Path
 
-    from latent_segmentation_ros.report import summary_table
+    from latent_segmentation_ros.replay.report import summary_table
 
     counts = report.get("counts", {})
     print(summary_table(report["aggregate"]))

@@ -18,9 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from latent_segmentation_ros.bag_io import BagError
-    from latent_segmentation_ros.report import summary_table
-    from latent_segmentation_ros.scoring import ScoringConfig, score_bag
+    from latent_segmentation_ros.replay.bag_io import BagError
+    from latent_segmentation_ros.replay.report import summary_table
+    from latent_segmentation_ros.replay.scoring import ScoringConfig, score_bag
 
     try:
         config = ScoringConfig(gripper_radius=args.gripper_radius, circles=args.circles)

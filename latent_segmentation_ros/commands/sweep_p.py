@@ -22,11 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from latent_segmentation_ros.bag_io import BagError
     from latent_segmentation_ros.commands.replay import scoring_config, sync_policy
-    from latent_segmentation_ros.replay import build_pair_processor
-    from latent_segmentation_ros.sweep import DEFAULT_PS, SweepOptions, recommendation, sweep_p, sweep_table
-    from latent_segmentation_ros.synthetic_bag import camera_of_topic
+    from latent_segmentation_ros.replay.bag_io import BagError
+    from latent_segmentation_ros.replay.runner import build_pair_processor
+    from latent_segmentation_ros.replay.sweep import DEFAULT_PS, SweepOptions, recommendation, sweep_p, sweep_table
+    from latent_segmentation_ros.replay.synthetic_bag import camera_of_topic
 
     try:
         options = SweepOptions(

@@ -15,14 +15,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from latent_segmentation_ros.bag_io import BagError, BagReader
 from latent_segmentation_ros.core.camera_sync import SyncPolicy
 from latent_segmentation_ros.core.heap import HeapTrimmer
-from latent_segmentation_ros.ground_truth import GroundTruthStream, ground_truth_topics
-from latent_segmentation_ros.replay import PairSetup, PairStream, _Progress, node_sync_policy
-from latent_segmentation_ros.report import ReportAccumulator
-from latent_segmentation_ros.scoring import Scorer, ScoringConfig
-from latent_segmentation_ros.synthetic_bag import CAMERAS, image_topic
+from latent_segmentation_ros.replay.bag_io import BagError, BagReader
+from latent_segmentation_ros.replay.ground_truth import GroundTruthStream, ground_truth_topics
+from latent_segmentation_ros.replay.report import ReportAccumulator
+from latent_segmentation_ros.replay.runner import PairSetup, PairStream, _Progress, node_sync_policy
+from latent_segmentation_ros.replay.scoring import Scorer, ScoringConfig
+from latent_segmentation_ros.replay.synthetic_bag import CAMERAS, image_topic
 
 DEFAULT_PS = tuple(round(0.1 * step, 1) for step in range(1, 11))
 PRIOR_MEAN = "prior_mean"

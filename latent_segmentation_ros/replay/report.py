@@ -17,7 +17,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from latent_segmentation_ros.pooled_matches import PooledMatches
+from latent_segmentation_ros.replay.pooled_matches import PooledMatches
 
 FRAMES_FILE = "frames.jsonl"
 REPORT_JSON = "report.json"

@@ -14,9 +14,9 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from latent_segmentation_ros.bag_io import BagError, BagReader, BagReadError, RawMessage
 from latent_segmentation_ros.core.image_conversion import message_to_numpy
-from latent_segmentation_ros.synthetic_bag import label_image_to_masks
+from latent_segmentation_ros.replay.bag_io import BagError, BagReader, BagReadError, RawMessage
+from latent_segmentation_ros.replay.synthetic_bag import label_image_to_masks
 
 LOGGER = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class GroundTruthStream:
 
 def ground_truth_topics(reader: BagReader, image_topics: Mapping[str, str]) -> dict[str, str]:
     """camera -> ground-truth topic for the cameras whose ``<ns>/ground_truth`` is in the bag."""
-    from latent_segmentation_ros.synthetic_bag import ground_truth_topic_for
+    from latent_segmentation_ros.replay.synthetic_bag import ground_truth_topic_for
 
     found = {}
     for camera, topic in image_topics.items():

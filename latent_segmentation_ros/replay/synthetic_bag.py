@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from latent_segmentation_ros.bag_io import BagWriter, check_storage, make_qos
+from latent_segmentation_ros.replay.bag_io import BagWriter, check_storage, make_qos
 
 CAMERAS = ("overhead_left", "overhead_right")
 IMAGE_TYPE = "sensor_msgs/msg/Image"

@@ -18,14 +18,14 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from latent_segmentation_ros.bag_io import BagError, BagReader, BagReadError, BagWriter
 from latent_segmentation_ros.core.camera_sync import ApproximateTimePairer, SyncPolicy
 from latent_segmentation_ros.core.heap import HeapTrimmer
 from latent_segmentation_ros.core.results import CameraResult, GraspCandidate
-from latent_segmentation_ros.ground_truth import GroundTruthStream, ground_truth_topics, stamp_ns_of
-from latent_segmentation_ros.report import ReportWriter
-from latent_segmentation_ros.scoring import Scorer, ScoringConfig
-from latent_segmentation_ros.synthetic_bag import CAMERAS, camera_of_topic, image_topic
+from latent_segmentation_ros.replay.bag_io import BagError, BagReader, BagReadError, BagWriter
+from latent_segmentation_ros.replay.ground_truth import GroundTruthStream, ground_truth_topics, stamp_ns_of
+from latent_segmentation_ros.replay.report import ReportWriter
+from latent_segmentation_ros.replay.scoring import Scorer, ScoringConfig
+from latent_segmentation_ros.replay.synthetic_bag import CAMERAS, camera_of_topic, image_topic
 
 LOGGER = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import numpy as np
 from latent_maskrcnn.evaluation.gripper_defaults import SIMULATED_GRIPPER_CIRCLES, SIMULATED_GRIPPER_RADIUS
 from latent_segmentation_ros.core.heap import HeapTrimmer
 from latent_segmentation_ros.core.results import CameraResult, GraspCandidate
-from latent_segmentation_ros.report import FrameRecord, _number
+from latent_segmentation_ros.replay.report import FrameRecord, _number
 
 LOGGER = logging.getLogger(__name__)
 
@@ -226,8 +226,8 @@ class PredictionMatcher:
 
 def find_prediction_topics(reader: Any) -> tuple[list[str], list[str]]:
     """(ConfidenceMaskArray topics, GraspCandidateArray topics) of a bag; error if no masks."""
-    from latent_segmentation_ros.bag_io import BagError
     from latent_segmentation_ros.core.messages import CONFIDENCE_MASK_ARRAY, GRASP_CANDIDATE_ARRAY
+    from latent_segmentation_ros.replay.bag_io import BagError
 
     masks = [t.name for t in reader.topics.values() if t.msgtype == CONFIDENCE_MASK_ARRAY]
     grasps = [t.name for t in reader.topics.values() if t.msgtype == GRASP_CANDIDATE_ARRAY]
@@ -240,8 +240,8 @@ def find_prediction_topics(reader: Any) -> tuple[list[str], list[str]]:
 
 def find_truth_topics(reader: Any) -> dict[str, str]:
     """camera -> ``/<camera>/ground_truth`` topic of a bag; error if there is none."""
-    from latent_segmentation_ros.bag_io import BagError
-    from latent_segmentation_ros.synthetic_bag import camera_of_topic
+    from latent_segmentation_ros.replay.bag_io import BagError
+    from latent_segmentation_ros.replay.synthetic_bag import camera_of_topic
 
     found = {
         camera_of_topic(t.name): t.name
@@ -270,15 +270,15 @@ def score_bag(
     """
     from pathlib import Path
 
-    from latent_segmentation_ros.bag_io import BagReader, BagReadError
     from latent_segmentation_ros.core.messages import (
         CONFIDENCE_MASK_ARRAY,
         confidence_mask_array_to_result,
         get_typestore,
         grasp_candidate_array_to_list,
     )
-    from latent_segmentation_ros.ground_truth import GroundTruthStream
-    from latent_segmentation_ros.report import ReportWriter
+    from latent_segmentation_ros.replay.bag_io import BagReader, BagReadError
+    from latent_segmentation_ros.replay.ground_truth import GroundTruthStream
+    from latent_segmentation_ros.replay.report import ReportWriter
 
     heap = HeapTrimmer()  # flat resident memory over long bags (see heap.py)
     typestore = get_typestore()
