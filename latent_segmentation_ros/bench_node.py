@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.rate <= 0 or args.duration <= 0 or args.warmup < 0:
         raise ValueError("--rate and --duration must be > 0, --warmup >= 0")
     try:
-        from latent_segmentation_ros import rig_node
+        from latent_segmentation_ros.ros import rig_node
     except ImportError as error:
         raise ValueError(f"needs rclpy and the built messages (colcon build, then source the workspace): {error}")
 
@@ -137,7 +137,7 @@ def _level(level: Any) -> int:
 def _result(args: argparse.Namespace, measured: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
 
-    from latent_segmentation_ros import rig_node
+    from latent_segmentation_ros.ros import rig_node
 
     latencies, pair_latency, sent, answered = (measured[k] for k in ("latencies", "pair_latency", "sent", "answered"))
     drops_before, drops_after, status = measured["drops_before"], measured["drops_after"], measured["status"]

@@ -13,11 +13,11 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
-from latent_segmentation_ros.base_node import rclpy_factory  # noqa: E402
 from latent_segmentation_ros.core.messages import build_confidence_mask_array  # noqa: E402
 from latent_segmentation_ros.core.results import CameraResult  # noqa: E402
-from latent_segmentation_ros.grasp_node import GraspNode  # noqa: E402
 from latent_segmentation_ros.msg import ConfidenceMaskArray, GraspCandidateArray  # noqa: E402
+from latent_segmentation_ros.ros.base_node import rclpy_factory  # noqa: E402
+from latent_segmentation_ros.ros.grasp_node import GraspNode  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ pytest.importorskip("launch_ros", reason="launch_ros is not installed (not on Py
 if shutil.which("ros2") is None:
     pytest.skip("ros2cli is not installed (not on PyPI)", allow_module_level=True)
 
-from latent_segmentation_ros import rig_node  # noqa: E402
-from latent_segmentation_ros.rig_node import Rig  # noqa: E402
+from latent_segmentation_ros.ros import rig_node  # noqa: E402
+from latent_segmentation_ros.ros.rig_node import Rig  # noqa: E402
 
 pytestmark = pytest.mark.xdist_group("live_launch")
 

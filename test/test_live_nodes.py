@@ -23,10 +23,10 @@ pytest.importorskip("latent_segmentation_ros.msg", reason="messages not built (c
 
 from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
 
-from latent_segmentation_ros import rig_node  # noqa: E402
 from latent_segmentation_ros.core.messages import confidence_mask_array_to_result  # noqa: E402
 from latent_segmentation_ros.replay.synthetic_bag import optical_frame  # noqa: E402
-from latent_segmentation_ros.rig_node import (  # noqa: E402
+from latent_segmentation_ros.ros import rig_node  # noqa: E402
+from latent_segmentation_ros.ros.rig_node import (  # noqa: E402
     CAMERAS, GRASP_NODE, SEGMENTATION_NODE, Rig, drops_by_reason, stamp_ns_of, start_node, stop_all,
 )
 

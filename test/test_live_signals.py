@@ -12,8 +12,8 @@ import pytest
 pytest.importorskip("rclpy")
 pytest.importorskip("latent_segmentation_ros.msg", reason="messages not built (colcon build)")
 
-from latent_segmentation_ros import rig_node  # noqa: E402
-from latent_segmentation_ros.rig_node import Rig, start_node, stop_all  # noqa: E402
+from latent_segmentation_ros.ros import rig_node  # noqa: E402
+from latent_segmentation_ros.ros.rig_node import Rig, start_node, stop_all  # noqa: E402
 from test_live_nodes import RATE_HZ, Stamps, assert_clean_exit, start_cell, wait_until_answering  # noqa: E402
 
 pytestmark = pytest.mark.xdist_group("live_signals")

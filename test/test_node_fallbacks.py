@@ -17,13 +17,13 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from latent_segmentation_ros import base_node  # noqa: E402
-from latent_segmentation_ros.base_node import PairingSubscriptions, rclpy_factory  # noqa: E402
 from latent_segmentation_ros.core.camera_sync import SyncPolicy  # noqa: E402
 from latent_segmentation_ros.core.messages import build_confidence_mask_array  # noqa: E402
 from latent_segmentation_ros.core.results import CameraResult  # noqa: E402
-from latent_segmentation_ros.grasp_node import GraspNode  # noqa: E402
 from latent_segmentation_ros.msg import ConfidenceMaskArray  # noqa: E402
+from latent_segmentation_ros.ros import base_node  # noqa: E402
+from latent_segmentation_ros.ros.base_node import PairingSubscriptions, rclpy_factory  # noqa: E402
+from latent_segmentation_ros.ros.grasp_node import GraspNode  # noqa: E402
 
 
 @pytest.fixture

@@ -100,8 +100,8 @@ def test_executables_are_installed_and_run_the_node_mains(cmake):
         text = path.read_text()
         assert text.startswith("#!/usr/bin/env python3\n")
         module = Path(program).name
-        assert f"from latent_segmentation_ros.{module} import main" in text
-        tree = ast.parse((ROOT / PACKAGE / f"{module}.py").read_text())
+        assert f"from latent_segmentation_ros.ros.{module} import main" in text
+        tree = ast.parse((ROOT / PACKAGE / "ros" / f"{module}.py").read_text())
         assert "main" in {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
 
 

@@ -1,4 +1,4 @@
-"""`latent-seg nodes` / `python -m latent_segmentation_ros.run_nodes`: the launch file's arguments
+"""`latent-seg nodes` / `python -m latent_segmentation_ros.ros.run_nodes`: the launch file's arguments
 (read from it), the node command lines they give, and, where ROS 2 and the built messages exist,
 both nodes started, stopped by Ctrl-C (twice, to the whole group) with exit code 0 and no
 traceback, and a checkpoint that does not load ending the run with exit code 1."""
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from latent_segmentation_ros.run_nodes import ArgumentError, launch_arguments, node_arguments, parse_arguments
+from latent_segmentation_ros.ros.run_nodes import ArgumentError, launch_arguments, node_arguments, parse_arguments
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,18 +72,18 @@ def test_bad_arguments_are_refused_with_the_reason(items, message):
 
 
 def test_a_bad_argument_exits_2_before_starting_anything():
-    result = subprocess.run([sys.executable, "-m", "latent_segmentation_ros.run_nodes", "bogus:=1"],
+    result = subprocess.run([sys.executable, "-m", "latent_segmentation_ros.ros.run_nodes", "bogus:=1"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "unknown argument 'bogus'" in result.stderr
 
 
 class Run:
-    """`python -m latent_segmentation_ros.run_nodes ...` in a session of its own, output collected."""
+    """`python -m latent_segmentation_ros.ros.run_nodes ...` in a session of its own, output collected."""
 
     def __init__(self, domain, *arguments):
         env = dict(os.environ, ROS_DOMAIN_ID=str(domain), PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "latent_segmentation_ros.run_nodes", *arguments], stdout=subprocess.PIPE,
+            [sys.executable, "-m", "latent_segmentation_ros.ros.run_nodes", *arguments], stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env, cwd=ROOT,
         )
         self.lines = []

@@ -16,10 +16,10 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from latent_segmentation_ros.base_node import StartupError  # noqa: E402
 from latent_segmentation_ros.core.image_conversion import numpy_to_image  # noqa: E402
 from latent_segmentation_ros.msg import ConfidenceMaskArray  # noqa: E402
-from latent_segmentation_ros.segmentation_node import SegmentationNode  # noqa: E402
+from latent_segmentation_ros.ros.base_node import StartupError  # noqa: E402
+from latent_segmentation_ros.ros.segmentation_node import SegmentationNode  # noqa: E402
 
 CAMERAS = ("overhead_left", "overhead_right")
 

@@ -17,6 +17,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from latent_segmentation_ros.run_nodes import main
+    from latent_segmentation_ros.ros.run_nodes import main
 
     return main([*args.arguments, *(["--show-args"] if args.show_args else [])])

@@ -1,7 +1,7 @@
 """Both nodes of the picking cell without `ros2 launch` (a ROS 2 installed from PyPI has none).
 
     latent-seg nodes [name:=value ...]
-    python -m latent_segmentation_ros.run_nodes [name:=value ...]
+    python -m latent_segmentation_ros.ros.run_nodes [name:=value ...]
     latent-seg nodes --show-args
 
 Takes the launch arguments of ``launch/picking.launch.py`` (names, defaults and descriptions
@@ -35,7 +35,7 @@ NODES = (("segmentation_node", "latent_segmentation"), ("grasp_node", "suction_g
 POLL_S = 0.1
 STOP_WAIT_S = 10.0  # after the forwarded signal, before SIGTERM; as long again before SIGKILL
 CHILD_FLAG = "--node"
-MODULE = "latent_segmentation_ros.run_nodes"
+MODULE = "latent_segmentation_ros.ros.run_nodes"
 
 
 class ArgumentError(ValueError):
@@ -172,9 +172,9 @@ def run_child(executable: str, ros_args: list[str]) -> int:
     """One node in this process: handlers first (a signal during the imports ends it cleanly)."""
     install_shutdown_handlers()
     if executable == "segmentation_node":
-        from latent_segmentation_ros.segmentation_node import main
+        from latent_segmentation_ros.ros.segmentation_node import main
     elif executable == "grasp_node":
-        from latent_segmentation_ros.grasp_node import main
+        from latent_segmentation_ros.ros.grasp_node import main
     else:
         raise ArgumentError(f"unknown node executable {executable!r}")
     return main([executable, *ros_args])

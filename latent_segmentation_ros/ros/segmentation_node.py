@@ -17,19 +17,19 @@ from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import Image
 
-from latent_segmentation_ros.base_node import (
-    ParameterizedNode,
-    StartupError,
-    rclpy_factory,
-    run_node,
-    subscribe_image_pairs,
-)
 from latent_segmentation_ros.core.camera_sync import SyncPolicy
 from latent_segmentation_ros.core.node_support import DROP_ERROR
 from latent_segmentation_ros.core.parameters import SEGMENTATION_PARAMETERS
 from latent_segmentation_ros.core.pipeline import CheckpointLoadError, PerceptionPipeline, PipelineSettings
 from latent_segmentation_ros.core.segmentation import PIPELINE_SETTINGS, FrameOutput, FrameWorker, Outcome, SegmentationCore
 from latent_segmentation_ros.msg import ConfidenceMaskArray
+from latent_segmentation_ros.ros.base_node import (
+    ParameterizedNode,
+    StartupError,
+    rclpy_factory,
+    run_node,
+    subscribe_image_pairs,
+)
 
 NODE_NAME = "latent_segmentation"
 WARNING_PERIOD_S = 5.0

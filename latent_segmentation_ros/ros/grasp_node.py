@@ -12,10 +12,10 @@ from typing import Any
 from rclpy.qos import QoSProfile
 from rclpy.qos_overriding_options import QoSOverridingOptions
 
-from latent_segmentation_ros.base_node import ParameterizedNode, rclpy_factory, run_node
 from latent_segmentation_ros.core.grasping import GraspCore
 from latent_segmentation_ros.core.parameters import GRASP_PARAMETERS
 from latent_segmentation_ros.msg import ConfidenceMaskArray, GraspCandidateArray
+from latent_segmentation_ros.ros.base_node import ParameterizedNode, rclpy_factory, run_node
 
 NODE_NAME = "suction_grasp_planner"
 OUTPUT_TOPIC = "grasp_candidates"
