@@ -15,8 +15,8 @@ HELP = "benchmarks: model inference speed, aggregation speed, bag replay, live n
 BENCHMARKS = {
     "model": "latent_maskrcnn.bench.model",
     "aggregate": "latent_maskrcnn.bench.aggregate",
-    "replay": "latent_segmentation_ros.bench_replay",
-    "node": "latent_segmentation_ros.bench_node",
+    "replay": "latent_segmentation_ros.bench.replay",
+    "node": "latent_segmentation_ros.bench.node",
 }
 
 
