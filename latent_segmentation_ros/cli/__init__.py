@@ -5,7 +5,7 @@ import argparse
 import importlib
 import sys
 
-from latent_segmentation_ros.commands import COMMAND_MODULES
+from latent_segmentation_ros.cli.commands import COMMAND_MODULES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,9 +16,9 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name in COMMAND_MODULES.items():
         try:
-            module = importlib.import_module(f"latent_segmentation_ros.commands.{module_name}")
+            module = importlib.import_module(f"latent_segmentation_ros.cli.commands.{module_name}")
         except ModuleNotFoundError as error:
-            if error.name != f"latent_segmentation_ros.commands.{module_name}":
+            if error.name != f"latent_segmentation_ros.cli.commands.{module_name}":
                 raise
             continue
         sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
@@ -35,6 +35,3 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,7 +7,7 @@ HELP = "sweep p over a bag: double-pick rate vs pickable area (Fig. 5) and the s
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from latent_segmentation_ros.commands.replay import add_pipeline_arguments
+    from latent_segmentation_ros.cli.commands.replay import add_pipeline_arguments
 
     add_pipeline_arguments(parser, with_mode=False)
     parser.add_argument("--ps", type=float, nargs="+", default=None,
@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from latent_segmentation_ros.commands.replay import scoring_config, sync_policy
+    from latent_segmentation_ros.cli.commands.replay import scoring_config, sync_policy
     from latent_segmentation_ros.replay.bag_io import BagError
     from latent_segmentation_ros.replay.runner import build_pair_processor
     from latent_segmentation_ros.replay.sweep import DEFAULT_PS, SweepOptions, recommendation, sweep_p, sweep_table

@@ -9,7 +9,7 @@ MARKER = ".latent_seg_demo"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from latent_segmentation_ros.commands.node_options import add_node_option
+    from latent_segmentation_ros.cli.commands.node_options import add_node_option
 
     parser.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
     parser.add_argument("--frames", type=int, default=24, help="frames per camera (default 24)")
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from latent_segmentation_ros.commands.replay import print_summary
+    from latent_segmentation_ros.cli.commands.replay import print_summary
     from latent_segmentation_ros.core.resources import DEMO_CHECKPOINT
     from latent_segmentation_ros.replay.bag_io import BagError
     from latent_segmentation_ros.replay.runner import ReplayOptions, build_pair_processor, replay_bag
