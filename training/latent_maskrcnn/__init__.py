@@ -1,10 +1,10 @@
 """Latent-MaskRCNN (Liu et al., ICRA 2023) on torchvision's MaskRCNN, with p-confidence masks,
 Union-NMS, prior-mean predictions, metrics, synthetic data and training. Never imports ROS.
 
-Every name in ``__all__`` is the function or class of that name, whatever was imported
-before: ``latent_maskrcnn.aggregate``, ``.confidence_masks`` and ``.union_nms`` are the
-functions, although modules of the same names exist. Reach those modules with
-``from latent_maskrcnn.<module> import ...`` or ``importlib.import_module`` (see `_exports`).
+The subpackages are the layers: ``model``, ``aggregation``, ``evaluation``, ``training``,
+``data`` and ``bench`` (docs/architecture.md). Every name in ``__all__`` is the function or
+class of that name, imported from its module on first use; no subpackage shares a public
+name, so no import can hide one.
 """
 from latent_maskrcnn._exports import export_lazily
 
