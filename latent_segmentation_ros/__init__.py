@@ -1,2 +1,3 @@
-"""ROS 2 side of latent_segmentation_ros: ROS-free core (conversion, pipeline, grasping, replay)
-plus thin rclpy nodes (the only modules that import rclpy)."""
+"""The ROS 2 side of latent_segmentation_ros, one layer per subpackage (docs/architecture.md):
+``core`` (what the nodes do, without ROS), ``replay`` (offline evaluation on rosbag2 files),
+``ros`` (the rclpy layer, the only code that imports ROS), ``bench`` and ``cli`` (``latent-seg``)."""

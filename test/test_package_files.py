@@ -105,19 +105,6 @@ def test_executables_are_installed_and_run_the_node_mains(cmake):
         assert "main" in {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
 
 
-def test_only_node_modules_import_ros():
-    ros_modules = {"rclpy", "message_filters", "cv_bridge", "diagnostic_updater", "launch_ros", "rcl_interfaces"}
-    for path in sorted((ROOT / PACKAGE).rglob("*.py")):
-        imported = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                imported |= {alias.name.split(".")[0] for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                imported.add(node.module.split(".")[0])
-        if not path.name.endswith("_node.py"):
-            assert not imported & ros_modules, f"{path.name} imports {imported & ros_modules}"
-
-
 def launch_arguments():
     tree = ast.parse((ROOT / "launch" / "picking.launch.py").read_text())
     for node in tree.body:
