@@ -12,6 +12,8 @@ from pathlib import Path
 
 PACKAGE = "latent_segmentation_ros"
 DEMO_CHECKPOINT = "models/demo/latent_maskrcnn_demo.safetensors"
+# The plain MaskRCNN (latent_dim = 0) trained with the demo model's recipe, for the comparison.
+DEMO_BASELINE = "models/demo/maskrcnn_baseline.safetensors"
 
 
 def candidate_paths(relative: str) -> list[Path]:
@@ -42,3 +44,9 @@ def find_resource(relative: str) -> Path:
 def default_checkpoint() -> Path:
     """The bundled demo model (``models/demo/latent_maskrcnn_demo.safetensors``)."""
     return find_resource(DEMO_CHECKPOINT)
+
+
+def default_baseline() -> Path:
+    """The bundled MaskRCNN baseline (``models/demo/maskrcnn_baseline.safetensors``), found like
+    the demo model; FileNotFoundError listing where it looked when it is not bundled."""
+    return find_resource(DEMO_BASELINE)

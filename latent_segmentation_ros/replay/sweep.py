@@ -4,12 +4,19 @@ An operator picks p for the cell from this (paper Fig. 5, Section V-D): the netw
 each frame once, the kept samples are re-aggregated for every p, and every p is scored with
 the replay scorer. The prior-mean prediction (the plain MaskRCNN-like point estimate) is
 scored beside them; it decodes a different latent code, so it costs one more network pass per
-frame (``include_prior_mean=False`` skips it).
+frame (``include_prior_mean=False`` skips it). A MaskRCNN baseline (a checkpoint saved with
+``latent_dim = 0``, loaded as its own pipeline) is one more scored method: one pass of that
+network per frame, the same scorer, circles and grasp planner.
+
+Per method: D / N, pickable area, the false-positive picks (circles of N on no item), MR@HP and
+the chosen grasps (the node's planner) that double-pick; and the issue's grasp target: the
+share of chosen grasps that double-pick with confidence masks at p = 0.9 is at most half of
+the prior mean's (`latent_maskrcnn.evaluation.targets`).
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,6 +33,8 @@ from latent_segmentation_ros.replay.synthetic_bag import CAMERAS, image_topic
 
 DEFAULT_PS = tuple(round(0.1 * step, 1) for step in range(1, 11))
 PRIOR_MEAN = "prior_mean"
+BASELINE = "maskrcnn_baseline"
+METHOD_LABELS = {PRIOR_MEAN: "prior mean", BASELINE: "MaskRCNN baseline"}
 
 
 @dataclass
@@ -51,8 +60,37 @@ class SweepOptions:
             raise ValueError(f"target double-pick rate must be a fraction in [0, 1], got {self.target_double_pick}")
 
 
-def sweep_p(options: SweepOptions, setup: PairSetup) -> dict[str, Any]:
-    """Run the sweep; writes sweep.json, sweep.md and fig5_double_pick_vs_pickable_area.png."""
+def load_baseline(checkpoint: str | Path, setup: PairSetup) -> Any:
+    """The MaskRCNN baseline as a pipeline that decodes one prediction per image (prior-mean
+    mode; a ``latent_dim = 0`` model has no latent), with the sweep's score threshold and mask
+    area. Raises ValueError (CheckpointLoadError) naming the file and the cause."""
+    import logging
+
+    from latent_segmentation_ros.core.pipeline import PerceptionPipeline
+
+    settings = setup.pipeline.settings
+    baseline = PerceptionPipeline.from_checkpoint(
+        checkpoint, device=setup.pipeline.device, settings=replace(settings, mode=PRIOR_MEAN), warm_up_kernel=False,
+    )
+    latent_dim = getattr(baseline.model, "latent_dim", 0)
+    if latent_dim:
+        logging.getLogger(__name__).warning(
+            "the baseline %s has latent_dim = %s: its prior-mean prediction stands in for MaskRCNN", checkpoint, latent_dim)
+    return baseline
+
+
+def method_label(row: dict[str, Any]) -> str:
+    """How a sweep row is named in tables: ``p = 0.90``, ``prior mean``, ``MaskRCNN baseline``."""
+    if row.get("method") in METHOD_LABELS:
+        return METHOD_LABELS[row["method"]]
+    return f"p = {row['p']:.2f}"
+
+
+def sweep_p(options: SweepOptions, setup: PairSetup, baseline: Any | None = None) -> dict[str, Any]:
+    """Run the sweep; writes sweep.json, sweep.md and fig5_double_pick_vs_pickable_area.png.
+
+    ``baseline``: a pipeline from :func:`load_baseline` (or any `PerceptionPipeline` of a plain
+    MaskRCNN), scored as one more method with the same circles and planner."""
     from latent_segmentation_ros.core.messages import (
         build_confidence_mask_array,
         build_grasp_candidate_array,
@@ -70,7 +108,11 @@ def sweep_p(options: SweepOptions, setup: PairSetup) -> dict[str, Any]:
     accumulators: dict[str, ReportAccumulator] = {str(p): ReportAccumulator() for p in options.ps}
     if options.include_prior_mean:
         accumulators[PRIOR_MEAN] = ReportAccumulator()
+    if baseline is not None:
+        accumulators[BASELINE] = ReportAccumulator()
+    false_positives = {key: 0 for key in accumulators}
     calls_before = pipeline.network_calls
+    baseline_calls_before = 0 if baseline is None else baseline.network_calls
 
     def score(key: str, frame_index: int, pair, results) -> None:
         outcome = setup.outcome(results)
@@ -87,6 +129,8 @@ def sweep_p(options: SweepOptions, setup: PairSetup) -> dict[str, Any]:
                 latency_ms=result.inference_time_ms,
             )
             accumulators[key].add(record)
+            if record.evaluation is not None and record.evaluation.picks is not None:
+                false_positives[key] += int(record.evaluation.picks.false_positives)
 
     with BagReader(options.bag) as reader:
         stream = PairStream(reader, typestore, options.image_topics, options.sync)
@@ -111,6 +155,8 @@ def sweep_p(options: SweepOptions, setup: PairSetup) -> dict[str, Any]:
                     if options.include_prior_mean:
                         pipeline.set_mode(PRIOR_MEAN)
                         score(PRIOR_MEAN, frame_index, pair, pipeline.refresh())
+                    if baseline is not None:
+                        score(BASELINE, frame_index, pair, baseline.process([frame.rgb for frame in pair], setup.cameras))
                     progress.update()
                     heap.tick()
                     if options.max_pairs is not None and frame_index + 1 >= options.max_pairs:
@@ -121,14 +167,23 @@ def sweep_p(options: SweepOptions, setup: PairSetup) -> dict[str, Any]:
     rows = []
     for key, accumulator in accumulators.items():
         summary = accumulator.summary()
+        picks = summary["picks"]
         rows.append({
-            "p": None if key == PRIOR_MEAN else float(key),
-            "mode": PRIOR_MEAN if key == PRIOR_MEAN else "confidence_mask",
+            "method": key if key in METHOD_LABELS else "confidence_mask",
+            "p": None if key in METHOD_LABELS else float(key),
+            "mode": PRIOR_MEAN if key in METHOD_LABELS else "confidence_mask",
             "double_pick_rate": summary["double_pick_rate"],
+            "picks": picks,
+            "double_picks": summary["double_picks"],
             "pickable_area": summary["pickable_area"],
+            "false_positive_picks": false_positives[key],
+            "false_positive_rate": false_positives[key] / picks if picks else None,
             "mr_at_hp": summary["mr_at_hp"],
             "mean_sealed_cups": summary["mean_sealed_cups"],
             "mean_sealed_cups_on_truth": summary["mean_sealed_cups_on_truth"],
+            "grasps": summary["grasps"],
+            "grasps_scored": accumulator.grasps_scored,
+            "grasp_double_picks": summary["grasp_double_picks"],
             "grasp_double_pick_rate": summary["grasp_double_pick_rate"],
             "images": summary["images_with_ground_truth"],
         })
@@ -139,13 +194,16 @@ def sweep_p(options: SweepOptions, setup: PairSetup) -> dict[str, Any]:
         "bag": str(options.bag),
         **setup.header_info,
         "mode": "confidence_mask",
+        "baseline": None if baseline is None else baseline.model_id,
         "target_double_pick": options.target_double_pick,
         "recommended_p": min(meeting) if meeting else None,
         "pairs": stream.pairs,
         "network_calls": pipeline.network_calls - calls_before,
+        "baseline_network_calls": 0 if baseline is None else baseline.network_calls - baseline_calls_before,
         "counts": stream.counts(),
         "stopped": stream.stopped,
         "rows": rows,
+        "grasp_target": grasp_target(rows),
     }
     plot = plot_fig5(rows, options.out_dir / "fig5_double_pick_vs_pickable_area.png")
     result["plot"] = str(plot)
@@ -154,24 +212,72 @@ def sweep_p(options: SweepOptions, setup: PairSetup) -> dict[str, Any]:
     return result
 
 
+def grasp_target(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The issue's grasp target on these rows: chosen grasps that double-pick with confidence
+    masks at p = 0.9 at most half as often as with the prior mean (`targets.grasp_target`)."""
+    from latent_maskrcnn.evaluation.targets import TARGET_P
+    from latent_maskrcnn.evaluation.targets import grasp_target as check
+
+    at_p = next((r for r in rows if r["p"] is not None and abs(r["p"] - TARGET_P) < 1e-9), None)
+    prior = next((r for r in rows if r.get("method") == PRIOR_MEAN), None)
+    return check(None if at_p is None else at_p["grasp_double_pick_rate"],
+                 None if prior is None else prior["grasp_double_pick_rate"])
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f} %"
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{part}/{whole}" + ("" if not whole else f" ({100 * part / whole:.1f} %)")
+
+
 def sweep_table(result: dict[str, Any]) -> str:
-    def pct(value: float | None) -> str:
-        return "n/a" if value is None else f"{100 * value:.2f} %"
-
-    def num(value: float | None, digits: int = 3) -> str:
-        return "n/a" if value is None else f"{value:.{digits}f}"
-
     lines = [
-        "| p | double-pick rate | pickable area | MR@HP | mean sealed cups | grasp double picks |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| p | double-pick rate | pickable area | false-positive picks | MR@HP | mean sealed cups | grasp double picks |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in result["rows"]:
-        name = "prior mean" if row["p"] is None else f"{row['p']:.2f}"
+        name = method_label(row) if row["p"] is None else f"{row['p']:.2f}"
         lines.append(
-            f"| {name} | {pct(row['double_pick_rate'])} | {num(row['pickable_area'])} | {num(row['mr_at_hp'])} | "
-            f"{num(row['mean_sealed_cups'], 2)} | {pct(row['grasp_double_pick_rate'])} |"
+            f"| {name} | {_pct(row['double_pick_rate'])} | {_num(row['pickable_area'])} | "
+            f"{_pct(row.get('false_positive_rate'))} | {_num(row['mr_at_hp'])} | "
+            f"{_num(row['mean_sealed_cups'], 2)} | "
+            f"{_share(row.get('grasp_double_picks', 0), row.get('grasps_scored', 0))} |"
         )
     return "\n".join(lines)
+
+
+def grasp_target_line(result: dict[str, Any]) -> str:
+    target = result.get("grasp_target")
+    if not target:
+        return ""
+    return f"grasp target ({target['target']}): {target['measured']}: {target['status']}"
+
+
+def comparison_table(result: dict[str, Any], p: float) -> str:
+    """A small aligned text table for a terminal: confidence masks at ``p``, the prior mean and
+    the baseline (the rows present), each with D / N, pickable area, the chosen grasps that
+    double-pick and the false-positive picks."""
+    chosen = [r for r in result["rows"] if r["p"] is not None and abs(r["p"] - p) < 1e-9]
+    chosen += [r for r in result["rows"] if r["p"] is None]
+    header = ("method", "double picks (D/N)", "pickable area", "grasps double-picking", "false-positive picks")
+    table = [header]
+    for row in chosen:
+        name = f"confidence masks p = {row['p']:g}" if row["p"] is not None else method_label(row)
+        table.append((
+            name,
+            f"{_pct(row['double_pick_rate'])} ({row['double_picks']}/{row['picks']})",
+            _num(row["pickable_area"]),
+            _share(row["grasp_double_picks"], row["grasps_scored"]),
+            f"{_pct(row['false_positive_rate'])} ({row['false_positive_picks']}/{row['picks']})",
+        ))
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in table)
 
 
 def recommendation(result: dict[str, Any]) -> str:
@@ -194,7 +300,14 @@ def sweep_markdown(result: dict[str, Any]) -> str:
     ]
     if result.get("stopped"):
         lines.append(f"- **stopped early at frame {result['stopped']['frame']}:** {result['stopped']['error']}")
-    lines += ["", sweep_table(result), "", recommendation(result), "", f"![Fig. 5]({Path(result['plot']).name})", ""]
+    if result.get("baseline"):
+        lines.append(f"- MaskRCNN baseline: `{result['baseline']}` ({result['baseline_network_calls']} network calls)")
+    lines += ["", "False-positive picks: circles inside exactly one predicted mask that touch no item (not in D / N). "
+              "Grasp double picks: chosen grasps (the node's planner) whose sealed cups touch two or more items.",
+              "", sweep_table(result), "", recommendation(result)]
+    if result.get("grasp_target"):
+        lines += ["", grasp_target_line(result)]
+    lines += ["", f"![Fig. 5]({Path(result['plot']).name})", ""]
     return "\n".join(lines)
 
 
@@ -213,15 +326,20 @@ def plot_fig5(rows: list[dict[str, Any]], path: Path) -> Path:
         axis.plot(x, y, "o-", color="tab:blue", label="p-confidence mask")
         for r, xi, yi in zip(sweep, x, y):
             axis.annotate(f"{r['p']:.1f}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    styles = {PRIOR_MEAN: ("s", "tab:red"), BASELINE: ("D", "tab:green")}
     for r in rows:
         if r["p"] is None and r["double_pick_rate"] is not None and r["pickable_area"] is not None:
-            axis.plot([100 * r["double_pick_rate"]], [r["pickable_area"]], "s", color="tab:red", label="prior mean")
+            marker, colour = styles.get(r.get("method", PRIOR_MEAN), ("s", "tab:red"))
+            axis.plot([100 * r["double_pick_rate"]], [r["pickable_area"]], marker, color=colour, label=method_label(r))
     axis.set_xlabel("Double pick rate % (lower better)")
     axis.set_ylabel("Pickable area fraction (higher better)")
     axis.set_title("Double pick rate vs pickable area")
     axis.grid(True, alpha=0.3)
-    if sweep or any(r["p"] is None for r in rows):
+    if axis.get_legend_handles_labels()[0]:
         axis.legend(fontsize=8)
+    else:
+        axis.text(0.5, 0.5, "no gripper circle fell inside exactly one predicted mask",
+                  ha="center", va="center", transform=axis.transAxes, fontsize=9)
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)

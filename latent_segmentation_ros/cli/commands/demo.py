@@ -1,11 +1,15 @@
-"""`latent-seg demo` (what `make demo` runs): a small synthetic bag replayed with the bundled model."""
+"""`latent-seg demo` (what `make demo` runs): a small synthetic bag replayed with the bundled model,
+and the double-pick comparison on that bag: confidence masks at the configured p against the prior
+mean and the bundled MaskRCNN baseline (`replay.sweep`, the same scorer, circles and planner)."""
 from __future__ import annotations
 
 import argparse
 
-HELP = "make a small synthetic two-camera bag, replay it with the bundled demo model, print the report"
+HELP = ("make a small synthetic two-camera bag, replay it with the bundled demo model, print the report "
+        "and the double-pick comparison with the prior mean and the MaskRCNN baseline")
 
 MARKER = ".latent_seg_demo"
+COMPARISON = "double_pick_comparison"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--height", type=int, default=240, help="image height (default 240)")
     parser.add_argument("--width", type=int, default=320, help="image width (default 320)")
     parser.add_argument("--checkpoint", default=None, help="model .safetensors (default: the bundled demo model)")
+    parser.add_argument("--baseline", default=None,
+                        help="MaskRCNN checkpoint (latent_dim = 0) to compare with "
+                             "(default: the bundled models/demo/maskrcnn_baseline.safetensors, if present)")
     add_node_option(parser, "--samples", "num_samples", "samples K per image")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
 
@@ -33,11 +40,80 @@ def _prepare_out(out) -> None:
     (out / MARKER).write_text("made by latent-seg demo\n")
 
 
+def _baseline(args: argparse.Namespace, setup):
+    """(baseline pipeline or None, one line saying what the comparison uses). A missing or
+    unloadable baseline is said in that line; the demo goes on with the prior mean only."""
+    from latent_segmentation_ros.core.resources import DEMO_BASELINE, default_baseline
+    from latent_segmentation_ros.replay.sweep import load_baseline
+
+    path = args.baseline
+    if path is None:
+        try:
+            path = default_baseline()
+        except FileNotFoundError:
+            return None, f"no MaskRCNN baseline bundled ({DEMO_BASELINE}); comparing with the prior mean only"
+    try:
+        baseline = load_baseline(path, setup)
+    except ValueError as error:
+        return None, f"MaskRCNN baseline not used ({error}); comparing with the prior mean only"
+    return baseline, f"MaskRCNN baseline: {baseline.model_id} ({path})"
+
+
+def compare(out, setup, baseline, baseline_note: str) -> dict:
+    """The double-pick comparison on the demo bag: a sweep at the configured p with the prior
+    mean and the baseline; writes DIR/double_pick_comparison.{json,md} beside the sweep's files."""
+    import json
+
+    from latent_segmentation_ros.replay.sweep import SweepOptions, comparison_table, grasp_target_line, sweep_p
+
+    p = setup.header_info["p"]
+    result = sweep_p(SweepOptions(bag=out / "bag", out_dir=out / "comparison", ps=[p], progress=False), setup, baseline)
+    table = comparison_table(result, p)
+    comparison = {
+        "title": "Double-pick comparison on the demo bag",
+        "bag": str(out / "bag"),
+        "model_id": result.get("model_id"),
+        "p": p,
+        "num_samples": result.get("num_samples"),
+        "baseline": result.get("baseline"),
+        "baseline_note": baseline_note,
+        "images": max((row["images"] for row in result["rows"]), default=0),
+        "rows": [row for row in result["rows"] if row["p"] is None or abs(row["p"] - p) < 1e-9],
+        "grasp_target": result.get("grasp_target"),
+        "sweep": str(out / "comparison" / "sweep.json"),
+    }
+    (out / f"{COMPARISON}.json").write_text(json.dumps(comparison, indent=2), encoding="utf-8")
+    lines = [
+        f"# {comparison['title']}",
+        "",
+        f"- model: `{comparison['model_id']}`, K = {comparison['num_samples']}, p = {p}",
+        f"- {baseline_note}",
+        f"- images with ground truth: {comparison['images']}",
+        "",
+        "D/N: gripper circles inside exactly one predicted mask (N) that touch two or more items (D). "
+        "Grasps: the node's planner's chosen grasp per image whose sealed cups touch two or more items. "
+        "False-positive picks: circles of N on no item.",
+        "",
+        "```",
+        table,
+        "```",
+        "",
+        grasp_target_line(result),
+        "",
+    ]
+    (out / f"{COMPARISON}.md").write_text("\n".join(lines), encoding="utf-8")
+    comparison["table"] = table
+    return comparison
+
+
 def run(args: argparse.Namespace) -> int:
     import sys
     import time
     from pathlib import Path
 
+    from latent_segmentation_ros.cli.commands.sweep_p import passive_openmp_waits
+
+    passive_openmp_waits()
     from latent_segmentation_ros.cli.commands.replay import print_summary
     from latent_segmentation_ros.core.resources import DEMO_CHECKPOINT
     from latent_segmentation_ros.replay.bag_io import BagError
@@ -59,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
                     f"with --checkpoint PATH"
                 ) from None
         setup = build_pair_processor(args.checkpoint, samples=args.samples, device=args.device)
+        baseline, baseline_note = _baseline(args, setup)
         _prepare_out(out)
         print(f"demo: writing a {args.frames}-frame synthetic two-camera bag to {out / 'bag'}")
         write_synthetic_bag(out / "bag", args.frames, args.seed, height=args.height, width=args.width)
@@ -71,5 +148,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"demo: {error}", file=sys.stderr)
         return 2
     print_summary(summary.report, str(out / "replay"))
+    print(f"demo: {baseline_note}")
+    try:
+        comparison = compare(out, setup, baseline, baseline_note)
+    except (BagError, ValueError) as error:
+        print(f"demo: double-pick comparison not made: {error}", file=sys.stderr)
+        return 2
+    print(f"demo: double-pick comparison on the same bag ({comparison['images']} images, same gripper circles):")
+    print(comparison["table"])
+    if comparison["grasp_target"]:
+        from latent_segmentation_ros.replay.sweep import grasp_target_line
+
+        print(grasp_target_line({"grasp_target": comparison["grasp_target"]}))
+    print(f"comparison: {out / (COMPARISON + '.md')}")
     print(f"demo: done in {time.perf_counter() - start:.0f} s")
     return summary.exit_code

@@ -39,12 +39,14 @@ class GripperSimulation:
 @dataclass(frozen=True)
 class PickCounts:
     """Per image: circles inside exactly one prediction, those of them on two or more items,
-    and the covered areas in pixels."""
+    the covered areas in pixels, and the circles of N that touch no item (false positives,
+    counted from the same pass as `classify_picks` counts them)."""
 
     picks: int
     double_picks: int
     predicted_area: int
     ground_truth_area: int
+    false_positives: int = 0
 
 
 def disk_offsets(radius: int) -> torch.Tensor:
@@ -104,6 +106,7 @@ def simulate_picks(
         double_picks=int((single & (touched > 1)).sum()),
         predicted_area=int(predicted_masks.any(dim=0).sum()) if predicted_masks.shape[0] else 0,
         ground_truth_area=int(ground_truth_masks.any(dim=0).sum()) if ground_truth_masks.shape[0] else 0,
+        false_positives=int((single & (touched == 0)).sum()),
     )
 
 
