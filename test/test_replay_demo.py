@@ -37,3 +37,76 @@ def test_missing_bundled_model_says_how_to_get_one(tmp_path, capsys):
     assert cli.main(["demo", "--out", str(tmp_path / "demo")]) == 2
     err = capsys.readouterr().err
     assert "latent_maskrcnn_demo.safetensors is missing" in err and "--checkpoint" in err
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo_models")
+    torch.manual_seed(0)  # an untrained model whose masks of about 100 pixels pass the node's score threshold
+    save_model(LatentMaskRCNN(tiny_config()).eval(), root / "tiny.safetensors")
+    torch.manual_seed(5)  # an untrained plain model with one non-empty mask per image
+    save_model(LatentMaskRCNN(tiny_config(latent_dim=0, box_detections_per_img=1)).eval(), root / "maskrcnn.safetensors")
+    return root
+
+
+def demo_args(out, models):
+    return ["demo", "--out", str(out), "--frames", "3", "--height", "64", "--width", "80",
+            "--samples", "2", "--checkpoint", str(models / "tiny.safetensors"), "--gripper-radius", "1"]
+
+
+def test_demo_compares_with_the_prior_mean_and_the_baseline(tmp_path, tiny_models, capsys):
+    import json
+
+    out = tmp_path / "demo"
+    assert cli.main(demo_args(out, tiny_models) + ["--baseline", str(tiny_models / "maskrcnn.safetensors")]) == 0
+    printed = capsys.readouterr().out
+    assert "demo: MaskRCNN baseline: maskrcnn@" in printed
+    table = printed[printed.index("method  "):].splitlines()
+    assert table[0].split("  ")[0] == "method" and "double picks (D/N)" in table[0] and "false-positive picks" in table[0]
+    assert table[1].startswith("confidence masks p = 0.9 ") and table[2].startswith("prior mean ")
+    assert table[3].startswith("MaskRCNN baseline ")
+    import re
+
+    second_column = {re.match(r".+?\S\s{2,}", line).end() for line in table[:4]}
+    assert len(second_column) == 1  # aligned: the second column starts at one position in every row
+    comparison = json.loads((out / "double_pick_comparison.json").read_text())
+    assert [row["method"] for row in comparison["rows"]] == ["confidence_mask", "prior_mean", "maskrcnn_baseline"]
+    assert comparison["p"] == 0.9 and comparison["baseline"].startswith("maskrcnn@")
+    # The confidence-mask row is the replay's own report: same samples, circles and planner.
+    report = json.loads((out / "replay" / "report.json").read_text())["aggregate"]
+    mine = comparison["rows"][0]
+    for key in ("picks", "double_picks", "pickable_area", "grasp_double_picks", "double_pick_rate"):
+        assert mine[key] == report[key], key
+    assert mine["pickable_area"] > 0 and comparison["rows"][2]["picks"] > 0  # both models predict masks; circles fit
+    markdown = (out / "double_pick_comparison.md").read_text()
+    assert "MaskRCNN baseline" in markdown and "grasp target" in markdown
+
+
+def test_demo_without_a_baseline_compares_with_the_prior_mean_only(tmp_path, tiny_models, capsys):
+    import json
+
+    out = tmp_path / "demo"
+    missing = tmp_path / "no_such_baseline.safetensors"
+    assert cli.main(demo_args(out, tiny_models) + ["--baseline", str(missing)]) == 0
+    printed = capsys.readouterr().out
+    notes = [line for line in printed.splitlines() if "MaskRCNN baseline" in line]
+    assert len(notes) == 1 and "comparing with the prior mean only" in notes[0] and str(missing) in notes[0]
+    comparison = json.loads((out / "double_pick_comparison.json").read_text())
+    assert [row["method"] for row in comparison["rows"]] == ["confidence_mask", "prior_mean"]
+    assert comparison["baseline"] is None
+    assert not any(line.startswith("MaskRCNN baseline ") for line in printed.splitlines())  # no table row
+
+
+def test_demo_uses_the_bundled_baseline_when_there_is_one(tmp_path, tiny_models, capsys):
+    from latent_segmentation_ros.core.resources import default_baseline
+
+    try:
+        bundled = default_baseline()
+    except FileNotFoundError:
+        bundled = None
+    assert cli.main(demo_args(tmp_path / "demo", tiny_models)) == 0
+    printed = capsys.readouterr().out
+    if bundled is None:
+        assert "demo: no MaskRCNN baseline bundled (models/demo/maskrcnn_baseline.safetensors)" in printed
+    else:
+        assert f"({bundled})" in printed and "MaskRCNN baseline " in printed

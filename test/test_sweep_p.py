@@ -93,3 +93,63 @@ def test_sweep_without_ground_truth_is_a_clear_error(checkpoint, tmp_path, capsy
     code = cli.main(["sweep-p", "--bag", str(images_only), "--out", str(tmp_path / "o"), "--checkpoint", str(checkpoint)])
     assert code == 2
     assert "sweep-p needs ground truth" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def baseline_checkpoint(tmp_path_factory):
+    # An untrained plain model whose one detection per image has a mask of a few hundred pixels,
+    # so that gripper circles fall inside exactly one mask (N > 0).
+    torch.manual_seed(5)
+    path = tmp_path_factory.mktemp("baseline") / "maskrcnn.safetensors"
+    save_model(LatentMaskRCNN(tiny_config(latent_dim=0, box_detections_per_img=1)).eval(), path)
+    return path
+
+
+def test_baseline_is_one_more_method_scored_like_the_others(bag, checkpoint, baseline_checkpoint, tmp_path):
+    from latent_segmentation_ros.replay.sweep import BASELINE, PRIOR_MEAN, load_baseline
+
+    scoring = ScoringConfig(gripper_radius=1)
+    setup = build_pair_processor(checkpoint, samples=2, score_threshold=0.0, min_mask_area=1)
+    baseline = load_baseline(baseline_checkpoint, setup)
+    calls = counting(baseline.model)
+    result = sweep_p(SweepOptions(bag=bag, out_dir=tmp_path / "with", ps=[0.5, 0.9], progress=False, scoring=scoring),
+                     setup, baseline)
+    assert calls == ["prior_mean"] * 3 and result["baseline_network_calls"] == 3
+    assert [row["method"] for row in result["rows"]] == ["confidence_mask", "confidence_mask", PRIOR_MEAN, BASELINE]
+    row = result["rows"][-1]
+    assert row["p"] is None and row["images"] == 6 and row["picks"] > 0
+    for r in result["rows"]:
+        assert 0 <= r["false_positive_picks"] <= r["picks"] and 0 <= r["double_picks"] <= r["picks"]
+        assert r["grasp_double_picks"] <= r["grasps_scored"] <= r["grasps"]
+        if r["picks"]:
+            assert r["false_positive_rate"] == r["false_positive_picks"] / r["picks"]
+    # The baseline row is what the same bag gives when the baseline is the swept model itself
+    # (a latent_dim = 0 model's prior mean is its one prediction): the same scorer and planner.
+    own = build_pair_processor(baseline_checkpoint, samples=2, score_threshold=0.0, min_mask_area=1)
+    alone = sweep_p(SweepOptions(bag=bag, out_dir=tmp_path / "alone", ps=[1.0], progress=False, scoring=scoring), own)
+    prior = alone["rows"][-1]
+    for key in ("picks", "double_picks", "false_positive_picks", "pickable_area", "grasp_double_picks", "mr_at_hp"):
+        assert row[key] == prior[key], key
+    # The grasp target compares p = 0.9 with the prior mean, from the same rows.
+    at_09, prior_row = result["rows"][1], result["rows"][2]
+    assert result["grasp_target"]["values"]["confidence_mask"] == at_09["grasp_double_pick_rate"]
+    assert result["grasp_target"]["values"]["prior_mean"] == prior_row["grasp_double_pick_rate"]
+    assert result["grasp_target"]["status"] in {"met", "not met", "not measured"}
+    assert alone["grasp_target"]["status"] == "not measured"  # no p = 0.9 in that sweep
+    written = json.loads((tmp_path / "with" / "sweep.json").read_text())
+    assert written["rows"] == result["rows"]
+    markdown = (tmp_path / "with" / "sweep.md").read_text()
+    assert "| MaskRCNN baseline |" in markdown and "grasp target" in markdown
+
+
+def test_cli_baseline_option_and_a_baseline_that_does_not_load(bag, checkpoint, baseline_checkpoint, tmp_path, capsys):
+    common = ["sweep-p", "--bag", str(bag), "--checkpoint", str(checkpoint), "--samples", "2", "--score-threshold", "0",
+              "--ps", "0.9", "--gripper-radius", "1", "--no-progress", "--no-prior-mean"]
+    assert cli.main(common + ["--out", str(tmp_path / "a"), "--baseline", str(baseline_checkpoint)]) == 0
+    printed = capsys.readouterr().out
+    assert "| MaskRCNN baseline |" in printed
+    assert "grasp target" in printed and "not measured" in printed  # no prior mean in this sweep
+    result = json.loads((tmp_path / "a" / "sweep.json").read_text())
+    assert [row["method"] for row in result["rows"]] == ["confidence_mask", "maskrcnn_baseline"]
+    assert cli.main(common + ["--out", str(tmp_path / "b"), "--baseline", str(tmp_path / "missing.safetensors")]) == 2
+    assert "missing.safetensors" in capsys.readouterr().err

@@ -13,7 +13,7 @@ COMPARISON = "double_pick_comparison"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from latent_segmentation_ros.cli.commands.node_options import add_node_option
+    from latent_segmentation_ros.cli.commands.node_options import add_gripper_options, add_node_option
 
     parser.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
     parser.add_argument("--frames", type=int, default=24, help="frames per camera (default 24)")
@@ -26,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: the bundled models/demo/maskrcnn_baseline.safetensors, if present)")
     add_node_option(parser, "--samples", "num_samples", "samples K per image")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    add_gripper_options(parser)
 
 
 def _prepare_out(out) -> None:
@@ -59,15 +60,18 @@ def _baseline(args: argparse.Namespace, setup):
     return baseline, f"MaskRCNN baseline: {baseline.model_id} ({path})"
 
 
-def compare(out, setup, baseline, baseline_note: str) -> dict:
+def compare(out, setup, baseline, baseline_note: str, scoring=None) -> dict:
     """The double-pick comparison on the demo bag: a sweep at the configured p with the prior
     mean and the baseline; writes DIR/double_pick_comparison.{json,md} beside the sweep's files."""
     import json
 
+    from latent_segmentation_ros.replay.scoring import ScoringConfig
     from latent_segmentation_ros.replay.sweep import SweepOptions, comparison_table, grasp_target_line, sweep_p
 
     p = setup.header_info["p"]
-    result = sweep_p(SweepOptions(bag=out / "bag", out_dir=out / "comparison", ps=[p], progress=False), setup, baseline)
+    options = SweepOptions(bag=out / "bag", out_dir=out / "comparison", ps=[p], progress=False,
+                           scoring=scoring or ScoringConfig())
+    result = sweep_p(options, setup, baseline)
     table = comparison_table(result, p)
     comparison = {
         "title": "Double-pick comparison on the demo bag",
@@ -114,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     from latent_segmentation_ros.cli.commands.sweep_p import passive_openmp_waits
 
     passive_openmp_waits()
-    from latent_segmentation_ros.cli.commands.replay import print_summary
+    from latent_segmentation_ros.cli.commands.replay import print_summary, scoring_config
     from latent_segmentation_ros.core.resources import DEMO_CHECKPOINT
     from latent_segmentation_ros.replay.bag_io import BagError
     from latent_segmentation_ros.replay.runner import ReplayOptions, build_pair_processor, replay_bag
@@ -141,8 +145,10 @@ def run(args: argparse.Namespace) -> int:
         write_synthetic_bag(out / "bag", args.frames, args.seed, height=args.height, width=args.width)
         print(f"demo: replaying it with {setup.header_info['model_id']} "
               f"({setup.header_info['mode']}, p = {setup.header_info['p']}, K = {setup.header_info['num_samples']})")
+        scoring = scoring_config(args)
         summary = replay_bag(
-            ReplayOptions(bag=out / "bag", out_dir=out / "replay"), setup.process_pair, setup.cup_radius, setup.header_info
+            ReplayOptions(bag=out / "bag", out_dir=out / "replay", scoring=scoring),
+            setup.process_pair, setup.cup_radius, setup.header_info,
         )
     except (BagError, ValueError) as error:
         print(f"demo: {error}", file=sys.stderr)
@@ -150,11 +156,12 @@ def run(args: argparse.Namespace) -> int:
     print_summary(summary.report, str(out / "replay"))
     print(f"demo: {baseline_note}")
     try:
-        comparison = compare(out, setup, baseline, baseline_note)
+        comparison = compare(out, setup, baseline, baseline_note, scoring)
     except (BagError, ValueError) as error:
         print(f"demo: double-pick comparison not made: {error}", file=sys.stderr)
         return 2
-    print(f"demo: double-pick comparison on the same bag ({comparison['images']} images, same gripper circles):")
+    print(f"demo: double-pick comparison on the same bag ({comparison['images']} images, the same gripper circles "
+          f"of radius {scoring.gripper_radius} px, grasps from the node's planner):")
     print(comparison["table"])
     if comparison["grasp_target"]:
         from latent_segmentation_ros.replay.sweep import grasp_target_line
