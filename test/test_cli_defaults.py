@@ -105,7 +105,7 @@ def test_gripper_options_share_one_definition() -> None:
         text = _help(parser)
         assert f"double-pick metric (default {SIMULATED_GRIPPER_RADIUS})" in text, path
         assert f"circles per image (default {SIMULATED_GRIPPER_CIRCLES})" in text, path
-    assert seen == 4  # replay, sweep-p, score, evaluate
+    assert seen == 5  # replay, sweep-p, score, evaluate, demo
 
 
 def test_every_holder_of_the_gripper_settings_agrees() -> None:
