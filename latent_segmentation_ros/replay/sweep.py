@@ -256,13 +256,13 @@ def grasp_target_line(result: dict[str, Any]) -> str:
     target = result.get("grasp_target")
     if not target:
         return ""
-    return f"grasp target ({target['target']}): {target['measured']}: {target['status']}"
+    return f"grasp target: {target['target']}; measured {target['measured']}: {target['status']}"
 
 
-def comparison_table(result: dict[str, Any], p: float) -> str:
-    """A small aligned text table for a terminal: confidence masks at ``p``, the prior mean and
-    the baseline (the rows present), each with D / N, pickable area, the chosen grasps that
-    double-pick and the false-positive picks."""
+def comparison_table(result: dict[str, Any], p: float, markdown: bool = False) -> str:
+    """Confidence masks at ``p``, the prior mean and the baseline (the rows present), each with
+    D / N, pickable area, the chosen grasps that double-pick and the false-positive picks: a
+    small aligned text table for a terminal, or a Markdown table."""
     chosen = [r for r in result["rows"] if r["p"] is not None and abs(r["p"] - p) < 1e-9]
     chosen += [r for r in result["rows"] if r["p"] is None]
     header = ("method", "double picks (D/N)", "pickable area", "grasps double-picking", "false-positive picks")
@@ -276,6 +276,9 @@ def comparison_table(result: dict[str, Any], p: float) -> str:
             _share(row["grasp_double_picks"], row["grasps_scored"]),
             f"{_pct(row['false_positive_rate'])} ({row['false_positive_picks']}/{row['picks']})",
         ))
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+        return "\n".join(lines + ["| " + " | ".join(line) + " |" for line in table[1:]])
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in table)
 

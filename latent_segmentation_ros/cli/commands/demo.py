@@ -98,9 +98,7 @@ def compare(out, setup, baseline, baseline_note: str, scoring=None) -> dict:
         "Grasps: the node's planner's chosen grasp per image whose sealed cups touch two or more items. "
         "False-positive picks: circles of N on no item.",
         "",
-        "```",
-        table,
-        "```",
+        comparison_table(result, p, markdown=True),
         "",
         grasp_target_line(result),
         "",
