@@ -41,6 +41,10 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
+    from latent_segmentation_ros.cli.commands.sweep_p import passive_openmp_waits
+
+    passive_openmp_waits()  # before torch is imported
+
     import torch
 
     from latent_maskrcnn.data.coco_dataset import CocoInstanceDataset, DatasetError

@@ -93,7 +93,8 @@ def double_pick_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     values = {"double_pick_rate": cm_rate, "baseline_double_pick_rate": base_rate,
               "double_pick_ratio": _ratio(cm_rate, base_rate), "pickable_area": cm_area,
               "baseline_pickable_area": base_area, "pickable_area_ratio": _ratio(cm_area, base_area)}
-    measured = f"{_pct(cm_rate)} vs {_pct(base_rate)}, area {_fmt(cm_area)} vs {_fmt(base_area)}"
+    measured = (f"{_pct(cm_rate)} vs {_pct(base_rate)} (x {_fmt(values['double_pick_ratio'])}), "
+                f"area {_fmt(cm_area)} vs {_fmt(base_area)} (x {_fmt(values['pickable_area_ratio'])})")
     if baseline is None:
         status = NO_BASELINE
     elif None in (cm_rate, cm_area, base_rate, base_area):
@@ -107,7 +108,7 @@ def double_pick_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     low, high = MONOTONE_P_RANGE
     span = sorted((row for row in curve if low - _TOLERANCE <= float(row["p"]) <= high + _TOLERANCE), key=lambda r: float(r["p"]))
     rates = [_number(row.get("double_pick_rate")) for row in span]
-    target = f"double-pick rate non-increasing as p goes {low:g} -> {high:g}"
+    target = f"double-pick rate non-increasing as p goes {low:.1f} -> {high:.1f}"
     measured = ", ".join(f"{float(row['p']):.2f}: {_pct(rate)}" for row, rate in zip(span, rates)) or "no p in range"
     values = {"p": [float(row["p"]) for row in span], "double_pick_rate": rates}
     if len(span) < 2 or any(rate is None for rate in rates):
