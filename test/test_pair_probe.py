@@ -167,3 +167,50 @@ def test_a_changed_image_drops_a_merged_pair_and_user_data_have_no_pairs(tmp_pat
     dataset = CocoInstanceDataset(plain, root / "images")
     assert instance_kinds(dataset, 0, dataset.load_target(0)) is None
     assert load_probe_set(str(plain), str(root / "images"), max_images=5).pairs == []
+
+
+def test_posterior_answers_are_summarised_per_labelling():
+    follows = probe_pair(pair(), [], {})
+    follows.posterior = {"merged": "one", "split": "two"}
+    ignores = probe_pair(pair("merged", 2), [], {})
+    ignores.posterior = {"merged": "one", "split": "one"}
+    other_way = probe_pair(pair("split", 3), [], {})
+    other_way.posterior = {"merged": "two", "split": "neither"}
+    summary = summarize_probe([follows, ignores, other_way, probe_pair(pair("split", 4), [], {})])
+    posterior = summary["posterior"]
+    assert posterior["pairs"] == 3                        # the pair without posterior answers is left out
+    assert posterior["follows_labelling"] == pytest.approx(1 / 3)
+    assert posterior["code_changes_answer"] == pytest.approx(2 / 3)
+    assert posterior["answers"]["split"] == {"one": pytest.approx(1 / 3), "two": pytest.approx(1 / 3),
+                                             "both": 0.0, "neither": pytest.approx(1 / 3)}
+    scalars = probe_scalars(summary)
+    assert scalars["probe/posterior_follows_labelling"] == pytest.approx(1 / 3)
+    assert summarize_probe([probe_pair(pair(), [], {})])["posterior"] is None
+
+
+def test_labelled_targets_and_the_posterior_of_each_labelling(pair_data):
+    from latent_maskrcnn.evaluation.pair_probe import labelled_targets, posterior_answers
+    from latent_maskrcnn.model.config import tiny_config
+    from latent_maskrcnn.model.latent_mask_rcnn import LatentMaskRCNN
+
+    root, _, _ = pair_data
+    probe_set = load_probe_set(str(root / "annotations.json"), str(root / "images"), max_images=3)
+    assert probe_set.pairs and len(probe_set.others) == len(probe_set.pairs)
+    torch.manual_seed(0)
+    model = LatentMaskRCNN(tiny_config())
+    for image, found, others in zip(probe_set.images, probe_set.pairs, probe_set.others):
+        targets = labelled_targets(found, others)
+        count = others["masks"].shape[0]
+        assert torch.equal(targets["merged"]["masks"][count:].bool(), found.merged[None])
+        assert torch.equal(targets["split"]["masks"][count:].bool(), found.halves)
+        assert torch.equal(targets["split"]["masks"][:count], others["masks"].to(torch.uint8))
+        for target in targets.values():
+            boxes, masks = target["boxes"], target["masks"].bool()
+            assert len(boxes) == len(masks) == len(target["labels"])
+            ys, xs = masks[-1].nonzero(as_tuple=True)
+            assert boxes[-1].tolist() == [xs.min(), ys.min(), xs.max(), ys.max()]
+        # the encoder reads the labelling: the two codes differ
+        means = [model.posterior_mean([image], [targets[name]]) for name in ("merged", "split")]
+        assert means[0].shape == (1, model.latent_dim) and not torch.allclose(means[0], means[1])
+        answers = posterior_answers(model, image, found, others, score_threshold=0.0, iou_threshold=0.5)
+        assert set(answers) == {"merged", "split"} and set(answers.values()) <= {"one", "two", "both", "neither"}

@@ -23,6 +23,12 @@ pairs of a held-out set:
 - per pair over the K samples: *mixed* when one sample answers "one" and another "two". A
   "both" sample (a merged and two half detections overlapping in one sample) is uncertainty
   inside a sample, not a choice carried by the latent, so it does not count.
+- *posterior* (latent models, probe sets loaded with `load_probe_set`): the encoder's code for
+  each labelling of the pair (the mean of q(z | x, y), y with the pair merged or split), each
+  decoded. ``follows_labelling``: the merged code answers "one" and the split code "two";
+  ``code_changes_answer``: the two answers differ. Low values mean the decoder does not use the
+  code for the choice at all, so no prior can make the samples disagree; high values with no
+  mixed samples mean the prior does not cover the posterior.
 
 The outlines of both labellings are needed for every pair. A pair labelled as two gives its
 halves (merged = their union); a pair labelled as one is re-rendered from the data set's seed
@@ -227,6 +233,8 @@ class PairResult:
     sample_seam: list[float] = field(default_factory=list)
     methods: dict[str, tuple[str, float]] = field(default_factory=dict)
     """method -> (answer, seam cover)."""
+    posterior: dict[str, str] = field(default_factory=dict)
+    """labelling ('merged' | 'split') -> the answer of the decoded posterior mean of that labelling."""
 
     @property
     def mixed(self) -> bool:
@@ -286,6 +294,26 @@ def summarize_probe(results: Sequence[PairResult], settings: ProbeSettings = Pro
                 sum(s >= settings.seam_fraction for s in r.sample_seam) / len(r.sample_seam) for r in with_samples
             ) / len(with_samples),
         }
+    with_posterior = [r for r in results if set(r.posterior) == {"merged", "split"}]
+    summary["posterior"] = None
+    if with_posterior:
+        summary["posterior"] = {
+            "pairs": len(with_posterior),
+            "follows_labelling": _fraction(
+                sum(r.posterior["merged"] == "one" and r.posterior["split"] == "two" for r in with_posterior),
+                len(with_posterior),
+            ),
+            "code_changes_answer": _fraction(
+                sum(r.posterior["merged"] != r.posterior["split"] for r in with_posterior), len(with_posterior)
+            ),
+            "answers": {
+                labelling: {
+                    a: _fraction(sum(r.posterior[labelling] == a for r in with_posterior), len(with_posterior))
+                    for a in ANSWERS
+                }
+                for labelling in ("merged", "split")
+            },
+        }
     names = sorted({name for r in results for name in r.methods})
     for name in names:
         rows = [r for r in results if name in r.methods]
@@ -316,12 +344,50 @@ def probe_scalars(summary: dict, prefix: str = "probe") -> dict[str, float]:
         values[f"{prefix}/samples_seam_covered"] = samples["seam_covered_fraction"]
         for a in ANSWERS:
             values[f"{prefix}/samples_{a}"] = samples["answers"][a]
+    posterior = summary.get("posterior")
+    if posterior:
+        values[f"{prefix}/posterior_follows_labelling"] = posterior["follows_labelling"]
+        values[f"{prefix}/posterior_code_changes_answer"] = posterior["code_changes_answer"]
     for name, method in summary["methods"].items():
         values[f"{prefix}/{name}_seam_covered"] = method["seam_covered"]
         values[f"{prefix}/{name}_seam_covered_split"] = method["seam_covered_split"]
         values[f"{prefix}/{name}_one"] = method["answers"]["one"]
         values[f"{prefix}/{name}_two"] = method["answers"]["two"]
     return {key: float(value) for key, value in values.items() if value is not None}
+
+
+def labelled_targets(pair: SeamlessPair, others: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+    """The image's ground truth under both labellings of its pair: 'merged' (one instance over
+    both bags) and 'split' (one per bag), the other instances unchanged."""
+    from torchvision.ops import masks_to_boxes
+
+    label = others["labels"].new_ones(()) if others["labels"].numel() == 0 else others["labels"].max()
+    targets = {}
+    for labelling, pair_masks in (("merged", pair.merged[None]), ("split", pair.halves)):
+        masks = torch.cat([others["masks"].to(torch.uint8), pair_masks.to(torch.uint8)])
+        targets[labelling] = {
+            "masks": masks,
+            "boxes": masks_to_boxes(masks.bool()).to(torch.float32),
+            "labels": torch.cat([others["labels"], label.expand(len(pair_masks))]),
+        }
+    return targets
+
+
+def posterior_answers(model, image: torch.Tensor, pair: SeamlessPair, others: dict[str, torch.Tensor],
+                      score_threshold: float, iou_threshold: float) -> dict[str, str]:
+    """Decode the posterior mean of each labelling of the pair: if the decoder uses the code
+    for the choice, the 'merged' code answers 'one' and the 'split' code 'two'."""
+    targets = labelled_targets(pair, others)
+    device = image.device
+    codes = torch.stack([
+        model.posterior_mean([image], [{k: v.to(device) for k, v in targets[labelling].items()}])[0]
+        for labelling in ("merged", "split")
+    ])
+    decoded = model.decode_reference([image], codes[None])[0]
+    return {
+        labelling: answer(prediction["masks"][prediction["scores"] > score_threshold].cpu(), pair, iou_threshold)
+        for labelling, prediction in zip(("merged", "split"), decoded)
+    }
 
 
 # ---------------------------------------------------------------------------- a held-out probe set
@@ -333,6 +399,8 @@ class ProbeSet:
     pairs: list[SeamlessPair]
     scanned: int
     dropped: dict[str, int]
+    others: list[dict[str, torch.Tensor]] = field(default_factory=list)
+    """Per image, the ground truth of every instance but the pair (masks, boxes, labels)."""
 
 
 def load_probe_set(annotations: str, images: str, max_images: int) -> ProbeSet:
@@ -344,7 +412,7 @@ def load_probe_set(annotations: str, images: str, max_images: int) -> ProbeSet:
         raise ValueError(f"max_images must be at least 1, got {max_images}")
     dataset = CocoInstanceDataset(annotations, images)
     source = PairSource(dataset)
-    loaded, pairs, scanned = [], [], 0
+    loaded, pairs, others, scanned = [], [], [], 0
     for index in range(len(dataset)):
         if len(pairs) >= max_images:
             break
@@ -358,10 +426,12 @@ def load_probe_set(annotations: str, images: str, max_images: int) -> ProbeSet:
         if pair is not None:
             loaded.append(image)
             pairs.append(pair)
+            keep = torch.tensor([kind not in ("pair_half", "pair_merged") for kind in kinds], dtype=torch.bool)
+            others.append({key: target[key][keep] for key in ("masks", "boxes", "labels")})
     if not pairs:
         LOG.warning("%s: no usable seamless pair in %d images (dropped: %s); the probe reports zero pairs",
                     annotations, scanned, dict(source.dropped))
-    return ProbeSet(loaded, pairs, scanned, dict(source.dropped))
+    return ProbeSet(loaded, pairs, scanned, dict(source.dropped), others)
 
 
 def run_probe(
@@ -393,7 +463,11 @@ def run_probe(
         prepared = prepare_prediction_samples(samples, score_threshold)
         confidence = aggregate(prepared, "confidence_mask", p=p, score_threshold=score_threshold)["masks"].cpu()
         shown = [s["masks"][s["scores"] > score_threshold].cpu() for s in samples]
-        results.append(probe_pair(pair, shown, {"confidence_mask": confidence, "prior_mean": single}, settings))
+        result = probe_pair(pair, shown, {"confidence_mask": confidence, "prior_mean": single}, settings)
+        if index < len(probe_set.others):
+            result.posterior = posterior_answers(model, images[0], pair, probe_set.others[index],
+                                                 score_threshold, settings.iou_threshold)
+        results.append(result)
     summary = summarize_probe(results, settings, probe_set.dropped)
     summary["images_scanned"] = probe_set.scanned
     summary["num_samples"] = num_samples if latent else 1
@@ -411,7 +485,9 @@ __all__ = [
     "SeamlessPair",
     "answer",
     "instance_kinds",
+    "labelled_targets",
     "load_probe_set",
+    "posterior_answers",
     "probe_pair",
     "probe_scalars",
     "run_probe",

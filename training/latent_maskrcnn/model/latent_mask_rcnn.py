@@ -279,6 +279,22 @@ class LatentMaskRCNN(nn.Module):
             self.roi_heads, shared, level_biases, proposals, image_list.image_sizes, codes.shape[1], stage
         )
 
+    def posterior_mean(self, images: list[Tensor], targets: list[dict[str, Tensor]]) -> Tensor:
+        """Mean of q(z | x, y) per image, ``[B, D]``: the code the encoder gives one labelling of
+        an image. Decoding it (`decode_reference`) shows whether the decoder uses the code."""
+        _check_images(images)
+        if self.latent_dim == 0:
+            raise ValueError("a model with latent_dim = 0 has no posterior")
+        targets = _check_targets(list(images), targets, self.config.num_classes)
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                image_list, targets, features = self.preprocess(images, targets)
+                return self.encoder(features, targets, image_list.image_sizes).mean
+        finally:
+            self.train(was_training)
+
     def decode_reference(self, images: list[Tensor], codes: Tensor) -> list[list[dict[str, Tensor]]]:
         """The model by definition, without the shared-computation identities: for each code,
         materialise ``F' = W_f F + b + W_z z`` and run torchvision's RPN and RoI heads on it.
