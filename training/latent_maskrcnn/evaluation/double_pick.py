@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from latent_maskrcnn.evaluation.gripper_defaults import SIMULATED_GRIPPER_CIRCLES, SIMULATED_GRIPPER_RADIUS
+
 LOG = logging.getLogger(__name__)
 
 
@@ -25,8 +27,8 @@ class GripperSimulation:
     """Circle radius in pixels, circles per image, and the seed (per image it is combined with
     the image id, so every method evaluated on an image sees the same circles)."""
 
-    radius: int = 8
-    circles: int = 1000
+    radius: int = SIMULATED_GRIPPER_RADIUS
+    circles: int = SIMULATED_GRIPPER_CIRCLES
     seed: int = 0
 
     def __post_init__(self) -> None:

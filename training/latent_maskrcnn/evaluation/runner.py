@@ -32,6 +32,7 @@ import torch
 from latent_maskrcnn.aggregation.aggregate import aggregate, prepare_prediction_samples
 from latent_maskrcnn.aggregation.prepared_samples import validate_p
 from latent_maskrcnn.evaluation.double_pick import CAUSES, GripperSimulation, PickCauses, classify_picks
+from latent_maskrcnn.evaluation.gripper_defaults import SIMULATED_GRIPPER_CIRCLES, SIMULATED_GRIPPER_RADIUS
 from latent_maskrcnn.evaluation.metrics import DatasetMetrics
 from latent_maskrcnn.evaluation.pair_probe import PairResult, PairSource, ProbeSettings, instance_kinds, probe_pair, summarize_probe
 from latent_maskrcnn.evaluation.targets import double_pick_targets, targets_markdown
@@ -65,8 +66,8 @@ class EvaluationSettings:
     p_values: tuple[float, ...] = P_VALUES
     score_threshold: float = 0.1
     iou_threshold: float = 0.5
-    gripper_radius: int = 8
-    circles: int = 1000
+    gripper_radius: int = SIMULATED_GRIPPER_RADIUS
+    circles: int = SIMULATED_GRIPPER_CIRCLES
     grid_images: int = 3
     grid_samples: int = 3
     max_images: int | None = None
