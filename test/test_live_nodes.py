@@ -211,8 +211,10 @@ def malformed(rig, kind, rgbs, stamp):
     """A pair whose first image is malformed in the given way (the other one is good)."""
     left, right = rig.pair(rgbs, stamp)
     if kind == "32FC1":
-        left.encoding, left.step = "32FC1", WIDTH * 4
-        left.data = np.zeros((HEIGHT, WIDTH), np.float32).tobytes()
+        # a depth image at half resolution: a full-size one (300 kB) was lost in transit on every
+        # try where Fast DDS could not use shared memory; the encoding is what is refused
+        left.encoding, left.height, left.width, left.step = "32FC1", HEIGHT // 2, WIDTH // 2, WIDTH // 2 * 4
+        left.data = np.zeros((HEIGHT // 2, WIDTH // 2), np.float32).tobytes()
     elif kind == "yuv422":
         left.encoding, left.step = "yuv422", WIDTH * 2
         left.data = bytes(HEIGHT * WIDTH * 2)
