@@ -119,3 +119,28 @@ def test_diagnostics_warn_without_input_then_ok_with_a_measured_latency(context)
     finally:
         executor.shutdown()
         node.destroy_node()
+
+
+@pytest.mark.skipif(base_node.Updater is not None, reason="diagnostic_updater is installed: its own Updater runs")
+@pytest.mark.parametrize("given, expected", [(0.25, 0.25), (-1.0, base_node.DIAGNOSTICS_PERIOD_S),
+                                             ("fast", base_node.DIAGNOSTICS_PERIOD_S)])
+def test_the_own_diagnostics_follow_diagnostic_updater_period(context, given, expected):
+    """diagnostic_updater's parameter sets the period; a bad value is refused with a warning."""
+    node = GraspNode(context=context, parameter_overrides=[Parameter(base_node.PERIOD_PARAMETER, value=given)])
+    listener = rclpy.create_node("diagnostics_listener", context=context)
+    arrived = []
+    listener.create_subscription(DiagnosticArray, "/diagnostics", lambda array: arrived.append(time.monotonic()), 10)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    executor.add_node(listener)
+    try:
+        assert node.updater.period_s == expected
+        if given == 0.25:
+            (result,) = node.set_parameters([Parameter(base_node.PERIOD_PARAMETER, value=1.0)])
+            assert not result.successful  # read-only, as the updater's
+        assert spin_until(executor, lambda: len(arrived) >= 5, timeout=10 * expected)
+        gaps = np.diff(arrived[1:])
+        assert abs(float(np.median(gaps)) - expected) < 0.4 * expected
+    finally:
+        executor.shutdown()
+        node.destroy_node()

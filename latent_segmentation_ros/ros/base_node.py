@@ -10,6 +10,7 @@ publish the same DiagnosticArray on /diagnostics themselves; they log which they
 from __future__ import annotations
 
 import gc
+import math
 import threading
 import time
 from functools import partial
@@ -19,6 +20,7 @@ import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.logging import get_logger
 from rclpy.node import Node
@@ -170,16 +172,42 @@ class StatusBuilder:
         self.status.values.append(KeyValue(key=str(key), value=str(value)))
 
 
+PERIOD_PARAMETER = "diagnostic_updater.period"
+
+
 class DiagnosticsPublisher:
     """/diagnostics for a node without diagnostic_updater: one DiagnosticArray per period with a
-    status per task, named ``"<node name>: <task name>"`` with the hardware id, as the updater's."""
+    status per task, named ``"<node name>: <task name>"`` with the hardware id, as the updater's.
+
+    The period is the updater's read-only parameter ``diagnostic_updater.period`` (seconds, set
+    at start like any parameter), so one parameter file serves both."""
 
     def __init__(self, node: Node, hardware_id: str, period_s: float = DIAGNOSTICS_PERIOD_S) -> None:
         self._node = node
         self._hardware_id = hardware_id
         self._tasks: list[tuple[str, Callable[[Any], Any]]] = []
         self._publisher = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._timer = node.create_timer(period_s, self.update)
+        self.period_s = self._declare_period(node, period_s)
+        self._timer = node.create_timer(self.period_s, self.update)
+
+    @staticmethod
+    def _declare_period(node: Node, default_s: float) -> float:
+        descriptor = ParameterDescriptor(
+            description="seconds between /diagnostics updates (diagnostic_updater's parameter)", read_only=True,
+        )
+        try:
+            if not node.has_parameter(PERIOD_PARAMETER):
+                node.declare_parameter(PERIOD_PARAMETER, float(default_s), descriptor)
+            period_s = node.get_parameter(PERIOD_PARAMETER).value
+        except InvalidParameterTypeException as error:
+            period_s = error  # reported below, as any other bad value
+        if isinstance(period_s, bool) or not isinstance(period_s, (int, float)) or not math.isfinite(period_s) \
+                or period_s <= 0:
+            node.get_logger().warning(
+                f"{PERIOD_PARAMETER} must be a positive number of seconds, got {period_s!r}; using {default_s:g}"
+            )
+            return float(default_s)
+        return float(period_s)
 
     def add(self, name: str, task: Callable[[Any], Any]) -> None:
         self._tasks.append((name, task))
