@@ -225,3 +225,25 @@ def test_make_dataset_command(tmp_path, capsys):
     assert summary["images"] == 4 and summary["instances"] > 0
     assert len(list((out / "images").glob("*.png"))) == 4
     assert cli.main(["make-dataset", "--out", str(out), "--images", "2", "--seed", "1"]) == 2
+
+
+def test_make_dataset_command_sets_the_ambiguity_rates(tmp_path, capsys):
+    """A curriculum over the ambiguity: every scene with a seamless pair, every pair split."""
+    out = tmp_path / "pairs"
+    code = cli.main(["make-dataset", "--out", str(out), "--images", "4", "--seed", "3", "--height", "48",
+                     "--width", "64", "--seamless-pair", "1", "--pair-merged", "0", "--no-progress"])
+    assert code == 0
+    capsys.readouterr()
+    document = json.loads((out / "annotations.json").read_text())
+    assert document["info"]["ambiguity_rates"]["seamless_pair"] == 1.0
+    kinds_by_image = {}
+    for annotation in document["annotations"]:
+        kinds_by_image.setdefault(annotation["image_id"], set()).add(annotation["ambiguity"])
+    assert len(kinds_by_image) == 4
+    assert all("pair_half" in kinds and "pair_merged" not in kinds for kinds in kinds_by_image.values())
+
+    code = cli.main(["make-dataset", "--out", str(tmp_path / "bad"), "--images", "1", "--seed", "3",
+                     "--seamless-pair", "1.5", "--no-progress"])
+    assert code == 2
+    assert "seamless_pair=1.5" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

@@ -2,22 +2,29 @@
 
 See docs/synthetic_data.md for the scene recipe, the ambiguity kinds and their rates.
 """
-from latent_maskrcnn.data.synthetic.ambiguity import (
-    DEFAULT_RATES,
-    FILM_BAG,
-    GLARE_STRIPE,
-    INSTANCE_KINDS,
-    PAIR_HALF,
-    PAIR_LABELINGS,
-    PAIR_MERGED,
-    PLAIN,
-    UNDER_FILM,
-    AmbiguityRates,
-)
-from latent_maskrcnn.data.synthetic.cameras import MAX_VIEWS, pixel_to_tote
-from latent_maskrcnn.data.synthetic.coco import ANNOTATION_FILE, IMAGE_DIR, image_file_name, make_dataset
-from latent_maskrcnn.data.synthetic.layout import InstanceRef, ToteLayout, sample_layout
-from latent_maskrcnn.data.synthetic.scene import Scene, SceneView, generate_scene, render_layout
+from latent_maskrcnn._exports import export_lazily
+
+# Each name loads its module on first use: the ambiguity kinds and rates stay cheap to read (the
+# command line reads them for its options) without the renderer (numpy, Pillow, scipy).
+export_lazily(__name__, {
+    **{name: "ambiguity" for name in (
+        "DEFAULT_RATES", "FILM_BAG", "GLARE_STRIPE", "INSTANCE_KINDS", "PAIR_HALF", "PAIR_LABELINGS", "PAIR_MERGED",
+        "PLAIN", "RATE_DESCRIPTIONS", "UNDER_FILM", "AmbiguityRates",
+    )},
+    "MAX_VIEWS": "cameras",
+    "pixel_to_tote": "cameras",
+    "ANNOTATION_FILE": "coco",
+    "IMAGE_DIR": "coco",
+    "image_file_name": "coco",
+    "make_dataset": "coco",
+    "InstanceRef": "layout",
+    "ToteLayout": "layout",
+    "sample_layout": "layout",
+    "Scene": "scene",
+    "SceneView": "scene",
+    "generate_scene": "scene",
+    "render_layout": "scene",
+})
 
 __all__ = [
     "ANNOTATION_FILE",
@@ -33,6 +40,7 @@ __all__ = [
     "PAIR_LABELINGS",
     "PAIR_MERGED",
     "PLAIN",
+    "RATE_DESCRIPTIONS",
     "Scene",
     "SceneView",
     "ToteLayout",

@@ -29,9 +29,19 @@ PAIR_LABELINGS = ("merged", "split")
 """How a seamless pair is labelled: one instance covering both bags, or one per bag."""
 
 
+RATE_DESCRIPTIONS = {
+    "seamless_pair": "fraction of scenes that contain one seamless pair",
+    "pair_merged": "probability that a seamless pair is labelled as one item (else two)",
+    "glare_stripe": "probability, per ordinary item, of a boundary-like glare stripe",
+    "transparent_film": "fraction of scenes with a clear bag lying partly over another item",
+}
+"""One line per rate of `AmbiguityRates`, for command-line help and reports."""
+
+
 @dataclass(frozen=True)
 class AmbiguityRates:
-    """Probabilities of each ambiguity kind (scene-level or per item, as named)."""
+    """Probabilities of each ambiguity kind (scene-level or per item, as named; the lines of
+    `RATE_DESCRIPTIONS`)."""
 
     seamless_pair: float = 0.5
     """Fraction of scenes that contain one seamless pair."""
