@@ -66,7 +66,7 @@ def test_options_mirroring_node_parameters_have_the_tables_default(path: tuple[s
             continue
         assert getattr(action, "node_parameter", None) == parameter, (
             f"latent-seg {' '.join(path)} {flag} stands for the node parameter {parameter}: "
-            f"declare it with commands.node_options.add_node_option"
+            f"declare it with core.parameter_options.add_node_option"
         )
         default = NODE_PARAMETERS[parameter].default
         assert action.default == default, (path, flag)

@@ -35,7 +35,7 @@ ALLOWED: dict[str, set[str]] = {
     f"{LSR}.core": {ML},
     f"{LSR}.replay": {ML, f"{LSR}.core"},
     f"{LSR}.ros": {ML, f"{LSR}.core", f"{LSR}.replay", "ROS"},
-    f"{LSR}.bench": {ML, f"{LSR}.core", f"{LSR}.replay", f"{LSR}.ros", f"{LSR}.cli"},
+    f"{LSR}.bench": {ML, f"{LSR}.core", f"{LSR}.replay", f"{LSR}.ros"},
     f"{LSR}.cli": {ML, f"{LSR}.core", f"{LSR}.replay", f"{LSR}.ros", f"{LSR}.bench"},
 }
 

@@ -20,7 +20,7 @@ HELP = "both nodes live over DDS: pairs/s, publish -> masks latency, drops, memo
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from latent_segmentation_ros.cli.commands.node_options import add_node_option
+    from latent_segmentation_ros.core.parameter_options import add_node_option
 
     parser.add_argument("--rate", type=float, default=8.0, help="camera pairs published per second (default 8)")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of publishing measured (default 30)")

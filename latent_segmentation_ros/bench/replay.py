@@ -35,7 +35,7 @@ def peak_rss_mb() -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from latent_segmentation_ros.cli.commands.node_options import add_node_option
+    from latent_segmentation_ros.core.parameter_options import add_node_option
 
     parser.add_argument("--frames", type=int, default=2000, help="frames per camera in the bag (default 2000)")
     parser.add_argument("--height", type=int, default=240, help="image height (default 240)")

@@ -13,7 +13,7 @@ COMPARISON = "double_pick_comparison"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from latent_segmentation_ros.cli.commands.node_options import add_gripper_options, add_node_option
+    from latent_segmentation_ros.core.parameter_options import add_gripper_options, add_node_option
 
     parser.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
     parser.add_argument("--frames", type=int, default=24, help="frames per camera (default 24)")

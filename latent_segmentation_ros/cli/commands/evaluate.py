@@ -7,7 +7,7 @@ HELP = "evaluate a checkpoint (and a MaskRCNN baseline) on COCO data: Table I/II
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from latent_segmentation_ros.cli.commands.node_options import add_gripper_options, add_node_option
+    from latent_segmentation_ros.core.parameter_options import add_gripper_options, add_node_option
 
     parser.add_argument("--checkpoint", required=True, help="Latent-MaskRCNN checkpoint (.safetensors)")
     parser.add_argument("--data", required=True,

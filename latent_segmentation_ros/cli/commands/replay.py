@@ -8,7 +8,7 @@ HELP = "replay a two-camera rosbag2 through the pipeline: output bag, metrics re
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser, with_mode: bool = True) -> None:
     """Options shared by replay and sweep-p; the defaults are the node's parameters."""
-    from latent_segmentation_ros.cli.commands.node_options import add_gripper_options, add_node_option
+    from latent_segmentation_ros.core.parameter_options import add_gripper_options, add_node_option
 
     parser.add_argument("--bag", required=True, help="input rosbag2 (directory, or .mcap/.db3 file)")
     parser.add_argument("--out", required=True, help="output folder (report, pictures, output bag)")

@@ -7,7 +7,7 @@ HELP = "score a bag of ConfidenceMaskArray messages (replay output or live recor
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from latent_segmentation_ros.cli.commands.node_options import add_gripper_options
+    from latent_segmentation_ros.core.parameter_options import add_gripper_options
 
     parser.add_argument("--predictions", required=True, help="bag with ConfidenceMaskArray (and GraspCandidateArray) topics")
     parser.add_argument("--ground-truth", required=True, help="bag with /<camera>/ground_truth mono16 label images")
