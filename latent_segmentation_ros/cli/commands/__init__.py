@@ -8,6 +8,7 @@ heavy imports (torch, rosbags) happen inside ``run``.
 COMMAND_MODULES = {
     "train": "train",
     "evaluate": "evaluate",
+    "probe-latent": "probe_latent",
     "make-dataset": "make_dataset",
     "make-bag": "make_bag",
     "replay": "replay",
