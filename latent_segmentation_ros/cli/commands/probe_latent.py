@@ -19,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "along one dimension (default posterior)")
     parser.add_argument("--amplitude", type=float, default=3.0, help="oracle code offset in prior std (default 3)")
     parser.add_argument("--report-every", type=int, default=100, help="report every N steps (default 100)")
+    parser.add_argument("--seed", type=int, default=0, help="torch seed of the fine-tuning's sampling (default 0)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--json", action="store_true", help="print one JSON document at the end")
 
@@ -35,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from latent_maskrcnn.model.checkpoint import CheckpointError, load_model
 
     torch.set_num_threads(max(1, args.threads))
+    torch.manual_seed(args.seed)
     data = Path(args.data)
     try:
         model = load_model(args.checkpoint, device="cpu")
