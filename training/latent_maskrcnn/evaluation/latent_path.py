@@ -70,19 +70,25 @@ def code_spread(model, probe_set: ProbeSet) -> dict[str, float | int]:
     }
 
 
+def _oracle_codes(prior, amplitude: float) -> torch.Tensor:
+    """``[2, D]``: the prior mean plus (merged) and minus (split) ``amplitude`` prior standard
+    deviations along the first dimension; ``prior`` holds one image (used for both) or two."""
+    mean, std = prior.mean.expand(2, -1), prior.std.expand(2, -1)
+    offset = torch.zeros_like(mean)
+    offset[:, 0] = torch.tensor([amplitude, -amplitude], dtype=mean.dtype)
+    return mean + offset * std
+
+
 def _codes(model, image: torch.Tensor, targets: dict, code: str, amplitude: float) -> torch.Tensor:
     """``[2, D]``: the code of each labelling (merged, split) of one image."""
     if code == "posterior":
         return torch.stack([model.posterior_mean([image], [targets[labelling]])[0] for labelling in LABELLINGS])
     image_list, _, features = model.preprocess([image])
-    prior = model.prior_distribution(image_list, features)
-    offset = torch.zeros_like(prior.mean[0])
-    offset[0] = amplitude
-    return torch.stack([prior.mean[0] + offset * prior.std[0], prior.mean[0] - offset * prior.std[0]])
+    return _oracle_codes(model.prior_distribution(image_list, features), amplitude)
 
 
-def _answers(model, probe_set: ProbeSet, indices: list[int], code: str, amplitude: float,
-             score_threshold: float, iou_threshold: float) -> dict[str, int]:
+def _answers(model, probe_set: ProbeSet, targets: dict[int, dict], indices: list[int], code: str,
+             amplitude: float, score_threshold: float, iou_threshold: float) -> dict[str, int]:
     follows = changes = 0
     was_training = model.training
     model.eval()
@@ -90,8 +96,7 @@ def _answers(model, probe_set: ProbeSet, indices: list[int], code: str, amplitud
         with torch.no_grad():
             for index in indices:
                 image, pair = probe_set.images[index], probe_set.pairs[index]
-                targets = labelled_targets(pair, probe_set.others[index])
-                codes = _codes(model, image, targets, code, amplitude)
+                codes = _codes(model, image, targets[index], code, amplitude)
                 decoded = model.decode_reference([image], codes[None])[0]
                 merged, split = (
                     answer(prediction["masks"][prediction["scores"] > score_threshold], pair, iou_threshold)
@@ -110,10 +115,7 @@ def _step_losses(model, image: torch.Tensor, targets: dict, code: str, amplitude
         losses = model([image, image], [targets["merged"], targets["split"]], posterior_or_prior_mean_coin=False)
         return sum(value for name, value in losses.items() if name != "loss_kl")
     image_list, prepared, features = model.preprocess([image, image], [targets["merged"], targets["split"]])
-    prior = model.prior_distribution(image_list, features)
-    offset = torch.zeros_like(prior.mean)
-    offset[0, 0], offset[1, 0] = amplitude, -amplitude
-    injected = model.injection(features, prior.mean + offset * prior.std)
+    injected = model.injection(features, _oracle_codes(model.prior_distribution(image_list, features), amplitude))
     proposals, rpn_losses = model.rpn(image_list, injected, prepared)
     _, detector_losses = model.roi_heads(injected, proposals, image_list.image_sizes, prepared)
     return sum(rpn_losses.values()) + sum(detector_losses.values())
@@ -145,14 +147,15 @@ def fit_labellings(
     trained, held_out = indices[:train_pairs], indices[train_pairs:]
     model = copy.deepcopy(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
-    targets = {index: labelled_targets(probe_set.pairs[index], probe_set.others[index]) for index in trained}
+    targets = {index: labelled_targets(probe_set.pairs[index], probe_set.others[index]) for index in indices}
 
     def report(step: int, loss: float | None, started: float) -> dict:
         return {
             "step": step,
             "loss": loss,
-            "train": _answers(model, probe_set, trained, code, amplitude, score_threshold, iou_threshold),
-            "held_out": _answers(model, probe_set, held_out, code, amplitude, score_threshold, iou_threshold),
+            "train": _answers(model, probe_set, targets, trained, code, amplitude, score_threshold, iou_threshold),
+            "held_out": _answers(model, probe_set, targets, held_out, code, amplitude, score_threshold,
+                                 iou_threshold),
             "seconds": round(time.monotonic() - started, 1),
         }
 
