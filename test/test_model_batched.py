@@ -15,6 +15,7 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from latent_maskrcnn.model.batched_decoding import constant_map_conv, pool_for_codes, rpn_head_for_codes
 from latent_maskrcnn.model.config import tiny_config
 from latent_maskrcnn.model.latent_mask_rcnn import LEVEL_NAMES, LatentMaskRCNN
+from latent_maskrcnn.model.postprocess import mirror_prediction
 
 
 def make_images(dtype=torch.float32, sizes=((64, 80), (50, 70))):
@@ -121,6 +122,32 @@ def test_sample_uses_the_batched_decoder_on_prior_codes(model):
         codes = model.prior_distribution(image_list, features).sample_codes(2, torch.Generator().manual_seed(4))
     reference = model.decode_reference(images, codes)
     assert_predictions_equal(samples, reference, atol=1e-4, mask_pixels_differing=1e-3)
+
+
+def test_flip_decodes_the_first_codes_again_on_the_mirror_image_and_maps_them_back(model):
+    """K = 3 with flip: codes 1-2 on the image, code 1 again on the mirror image, mirrored back;
+    all three codes drawn from the image's own prior, as without flip."""
+    images = make_images()
+    samples = model.sample(images, num_samples=3, seed=4, flip=True)
+    image_list, _, features = model.preprocess(images)
+    with torch.no_grad():
+        codes = model.prior_distribution(image_list, features).sample_codes(2, torch.Generator().manual_seed(4))
+    own = model.decode_reference(images, codes)
+    mirrored = model.decode_reference([image.flip(-1) for image in images], codes[:, :1])
+    expected = [own[i] + [mirror_prediction(mirrored[i][0], images[i].shape[-1])] for i in range(len(images))]
+    assert sum(len(p["boxes"]) for p in samples[1]) > 0
+    assert_predictions_equal(samples, expected, atol=1e-4, mask_pixels_differing=1e-3)
+    back = mirror_prediction(mirror_prediction(samples[0][2], 80), 80)
+    assert torch.equal(back["masks"], samples[0][2]["masks"]) and torch.equal(back["boxes"], samples[0][2]["boxes"])
+
+
+def test_flip_leaves_the_prior_mean_and_a_single_sample_alone(model):
+    images = make_images()
+    assert_predictions_equal(model.sample(images, mode="prior_mean", flip=True), model.sample(images, mode="prior_mean"), atol=0)
+    assert_predictions_equal(model.sample(images, num_samples=1, seed=2, flip=True),
+                             model.sample(images, num_samples=1, seed=2), atol=0)
+    with pytest.raises(ValueError, match="flip must be true or false"):
+        model.sample(images, flip="yes")
 
 
 def torchvision_twin(model):

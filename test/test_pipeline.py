@@ -42,11 +42,12 @@ def settings(**changes):
     return PipelineSettings(**base)
 
 
-def direct(model, images, mode, p, score_threshold, seed=7, num_samples=K):
+def direct(model, images, mode, p, score_threshold, seed=7, num_samples=K, flip=True):
     """What the pipeline should compute: the model on both images in one batch, then aggregate."""
     tensors = [torch.from_numpy(image).permute(2, 0, 1).float() / 255.0 for image in images]
     network_mode = "prior_mean" if mode == "prior_mean" else "sample"
-    samples = model.sample(tensors, num_samples=num_samples, seed=seed, mode=network_mode)
+    samples = model.sample(tensors, num_samples=num_samples, seed=seed, mode=network_mode,
+                           flip=flip and network_mode == "sample")
     return [aggregate(per_image, mode, p, score_threshold) for per_image in samples]
 
 
@@ -134,6 +135,18 @@ def test_sampling_changes_rerun_the_network_on_the_kept_images(model, images):
     for result, want in zip(reseeded, direct(model, images, "confidence_mask", 0.5, 0.05, seed=3, num_samples=2)):
         assert_same(result, want)
         assert result.num_samples == 2
+    pipeline.update_settings(flip_samples=False)  # the mirror views are part of the network's output
+    assert pipeline.needs_network()
+    unflipped = pipeline.refresh()
+    assert pipeline.network_calls == 4
+    for result, want in zip(unflipped, direct(model, images, "confidence_mask", 0.5, 0.05, seed=3, num_samples=2, flip=False)):
+        assert_same(result, want)
+    pipeline.set_mode("prior_mean")  # one code, no mirror: flip_samples does not apply
+    pipeline.refresh()
+    calls = pipeline.network_calls
+    pipeline.update_settings(flip_samples=True)
+    pipeline.refresh()
+    assert pipeline.network_calls == calls
 
 
 def test_bad_images_are_refused_with_reasons(model, images):

@@ -28,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--height", type=int, default=240, help="image height (default 240)")
     parser.add_argument("--width", type=int, default=320, help="image width (default 320)")
     add_node_option(parser, "--num-samples", "num_samples", "K, samples per image")
+    add_node_option(parser, "--flip-samples", "flip_samples", "half of the K codes decoded on the mirrored image")
     parser.add_argument("--checkpoint", default="", help="model (default: the bundled demo model)")
     parser.add_argument("--device", default="cpu", help="torch device of the node (default cpu)")
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of the nodes (default: unset)")
@@ -54,7 +55,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     prefix = rig_node.find_install_prefix(args.install_prefix)
     pairs = rig_node.synthetic_pairs(args.scenes, args.height, args.width, seed=0)
-    parameters = {"device": args.device, "num_samples": args.num_samples, "checkpoint": args.checkpoint}
+    parameters = {"device": args.device, "num_samples": args.num_samples, "flip_samples": args.flip_samples,
+                  "checkpoint": args.checkpoint}
     log_dir = Path(tempfile.mkdtemp(prefix="bench_node_"))
     started = time.monotonic()
     processes = [
@@ -150,6 +152,7 @@ def _result(args: argparse.Namespace, measured: dict[str, Any]) -> dict[str, Any
         "model": args.checkpoint or "bundled demo model",
         "device": args.device,
         "num_samples": args.num_samples,
+        "flip_samples": args.flip_samples,
         "image_size": [args.height, args.width],
         "cameras": 2,
         "rate_published_hz": args.rate,

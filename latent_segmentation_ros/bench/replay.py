@@ -42,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=320, help="image width (default 320)")
     parser.add_argument("--checkpoint", default=None, help="model checkpoint (default: the bundled demo model)")
     add_node_option(parser, "--samples", "num_samples", "samples K per image")
+    add_node_option(parser, "--flip-samples", "flip_samples", "half of the K codes decoded on the mirrored image")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"], help="bag storage (default mcap)")
     parser.add_argument("--seed", type=int, default=0, help="scene seed (default 0)")
@@ -69,7 +70,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         make_seconds = time.perf_counter() - start
 
-        setup = build_pair_processor(args.checkpoint, mode=args.mode, samples=args.samples, device=args.device)
+        setup = build_pair_processor(args.checkpoint, mode=args.mode, samples=args.samples, device=args.device,
+                                     flip_samples=args.flip_samples)
         samples: dict[str, float] = {}
         # No frame is dropped in the bench bag, so the last pair is number ``frames``.
         marks = {1: "rss_mb_first_pair", max(2, args.frames // 10): "rss_mb_10_percent",

@@ -32,7 +32,10 @@ def add_node_option(
     "(default: the node's <parameter>, <default>)". The action is tagged with
     ``node_parameter`` so that tests can find every such option."""
     spec = node_parameter(parameter)
-    kwargs.setdefault("type", _TYPES[spec.kind])
+    if spec.kind == "bool":
+        kwargs.setdefault("action", argparse.BooleanOptionalAction)
+    else:
+        kwargs.setdefault("type", _TYPES[spec.kind])
     if spec.choices:
         kwargs.setdefault("choices", list(spec.choices))
     if spec.kind.endswith("_array"):

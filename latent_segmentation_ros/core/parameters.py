@@ -115,6 +115,12 @@ SEGMENTATION_PARAMETERS = _specs(
     ParameterSpec("queue_size", 10, "integer", "Messages per camera the synchroniser keeps while pairing", 1, 1000, read_only=True),
     ParameterSpec("p", 0.9, "double", "Confidence requirement: masks lie inside one item with probability >= p", 0.0, 1.0, exclusive_minimum=True),
     ParameterSpec("num_samples", 8, "integer", "Samples K drawn from the model per image", 1, 64),
+    ParameterSpec(
+        "flip_samples",
+        True,
+        "bool",
+        "Decode half of the K codes on the mirrored image (the authors' 4 codes x 2 views): masks shrink where the view changes the answer",
+    ),
     ParameterSpec("mode", "confidence_mask", "string", "How samples are aggregated", choices=MODES),
     ParameterSpec("score_threshold", 0.1, "double", "Detections at or below this score are ignored when aggregating (the paper's tau)", 0.0, 1.0),
     ParameterSpec("min_mask_area", 64, "integer", "Masks with fewer pixels are not published", 0, 100_000_000),

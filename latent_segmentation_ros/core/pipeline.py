@@ -20,7 +20,7 @@ import numpy as np
 from latent_segmentation_ros.core.parameters import SEGMENTATION_PARAMETERS
 from latent_segmentation_ros.core.results import CameraResult, tight_boxes
 
-_SETTING_NAMES = ("p", "num_samples", "mode", "score_threshold", "min_mask_area", "seed")
+_SETTING_NAMES = ("p", "num_samples", "flip_samples", "mode", "score_threshold", "min_mask_area", "seed")
 
 
 class CheckpointLoadError(ValueError):
@@ -33,6 +33,7 @@ class PipelineSettings:
 
     p: float = SEGMENTATION_PARAMETERS["p"].default
     num_samples: int = SEGMENTATION_PARAMETERS["num_samples"].default
+    flip_samples: bool = SEGMENTATION_PARAMETERS["flip_samples"].default
     mode: str = SEGMENTATION_PARAMETERS["mode"].default
     score_threshold: float = SEGMENTATION_PARAMETERS["score_threshold"].default
     min_mask_area: int = SEGMENTATION_PARAMETERS["min_mask_area"].default
@@ -53,9 +54,14 @@ class PipelineSettings:
     def samples_drawn(self) -> int:
         return 1 if self.mode == "prior_mean" else self.num_samples
 
+    @property
+    def flips(self) -> bool:
+        """Whether the model decodes mirror views: only K samples have them, not the prior mean."""
+        return self.flip_samples and self.network_mode == "sample"
+
     def sampling_key(self) -> tuple:
         """Settings that change the network output (anything else only re-aggregates)."""
-        return (self.network_mode, self.samples_drawn, self.seed)
+        return (self.network_mode, self.samples_drawn, self.seed, self.flips)
 
 
 @dataclass
@@ -74,7 +80,8 @@ class PerceptionPipeline:
     """Latent-MaskRCNN plus aggregation for a set of synchronised cameras.
 
     ``model`` follows `latent_maskrcnn`'s contract: ``model.sample(images, num_samples, seed,
-    mode)`` returns per image a list of prediction dicts. ``aggregate`` defaults to
+    mode)`` (plus ``flip=True`` when ``flip_samples`` asks for it) returns per image a list of
+    prediction dicts. ``aggregate`` defaults to
     `latent_maskrcnn.aggregation.aggregate.aggregate`. ``process`` and ``refresh`` may be called from one
     worker thread while another thread changes settings.
     """
@@ -198,7 +205,7 @@ class PerceptionPipeline:
         """The last frame under the current settings (None before the first frame).
 
         Re-aggregates the kept samples; runs the network again only when the sampling changed
-        (num_samples, seed, or a switch to or from prior_mean).
+        (num_samples, flip_samples, seed, or a switch to or from prior_mean).
         """
         with self._run_lock:
             frame = self._frame
@@ -221,9 +228,10 @@ class PerceptionPipeline:
             for image in images
         ]
         seed = None if settings.seed < 0 else settings.seed
-        samples = self.model.sample(
-            tensors, num_samples=settings.samples_drawn, seed=seed, mode=settings.network_mode
-        )
+        sampling = {"num_samples": settings.samples_drawn, "seed": seed, "mode": settings.network_mode}
+        if settings.flips:
+            sampling["flip"] = True
+        samples = self.model.sample(tensors, **sampling)
         self.network_calls += 1
         if len(samples) != len(images):
             raise RuntimeError(f"the model returned {len(samples)} results for {len(images)} images")

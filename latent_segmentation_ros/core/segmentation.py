@@ -28,7 +28,7 @@ from latent_segmentation_ros.core.parameters import SEGMENTATION_PARAMETERS, Par
 from latent_segmentation_ros.core.pipeline import PerceptionPipeline
 from latent_segmentation_ros.core.results import CameraResult
 
-PIPELINE_SETTINGS = ("p", "num_samples", "mode", "score_threshold", "min_mask_area", "seed")
+PIPELINE_SETTINGS = ("p", "num_samples", "flip_samples", "mode", "score_threshold", "min_mask_area", "seed")
 # a change of these re-publishes the last frame at once
 REFRESHING = frozenset(PIPELINE_SETTINGS) | {"publish_overlay"}
 

@@ -320,7 +320,7 @@ class ReportWriter:
 
     def _markdown(self, report: dict[str, Any]) -> str:
         lines = [f"# {report.get('title', 'Evaluation report')}", ""]
-        for key in ("bag", "predictions", "ground_truth", "checkpoint", "model_id", "mode", "p", "num_samples"):
+        for key in ("bag", "predictions", "ground_truth", "checkpoint", "model_id", "mode", "p", "num_samples", "flip_samples"):
             if report.get(key) is not None:
                 lines.append(f"- {key.replace('_', ' ')}: `{report[key]}`")
         counts = report.get("counts", {})

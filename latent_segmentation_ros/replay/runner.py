@@ -343,6 +343,7 @@ def build_pair_processor(
     score_threshold: float | None = None,
     min_mask_area: int | None = None,
     device: str = "cpu",
+    flip_samples: bool | None = None,
     cameras: Sequence[str] = CAMERAS,
     grasp_overrides: dict[str, Any] | None = None,
 ) -> PairSetup:
@@ -356,7 +357,7 @@ def build_pair_processor(
     changes = {
         name: value
         for name, value in (
-            ("mode", mode), ("p", p), ("num_samples", samples),
+            ("mode", mode), ("p", p), ("num_samples", samples), ("flip_samples", flip_samples),
             ("score_threshold", score_threshold), ("min_mask_area", min_mask_area),
         )
         if value is not None
@@ -370,6 +371,7 @@ def build_pair_processor(
         "mode": settings.mode,
         "p": settings.p,
         "num_samples": settings.samples_drawn,
+        "flip_samples": settings.flips,
         "score_threshold": settings.score_threshold,
         "device": pipeline.device,
     }

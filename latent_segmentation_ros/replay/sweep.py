@@ -298,7 +298,8 @@ def sweep_markdown(result: dict[str, Any]) -> str:
         "# p sweep",
         "",
         f"- bag: `{result['bag']}`",
-        f"- model: `{result.get('model_id')}`, K = {result.get('num_samples')}",
+        f"- model: `{result.get('model_id')}`, K = {result.get('num_samples')}"
+        f"{' (half on the mirror image)' if result.get('flip_samples') else ''}",
         f"- pairs: {result['pairs']}, network calls: {result['network_calls']}",
     ]
     if result.get("stopped"):

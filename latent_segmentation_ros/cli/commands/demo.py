@@ -25,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="MaskRCNN checkpoint (latent_dim = 0) to compare with "
                              "(default: the bundled models/demo/maskrcnn_baseline.safetensors, if present)")
     add_node_option(parser, "--samples", "num_samples", "samples K per image")
+    add_node_option(parser, "--flip-samples", "flip_samples", "half of the K codes decoded on the mirrored image")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     add_gripper_options(parser)
 
@@ -136,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
                     f"(see `latent-seg train --help` and the README) and save it there, or run the demo "
                     f"with --checkpoint PATH"
                 ) from None
-        setup = build_pair_processor(args.checkpoint, samples=args.samples, device=args.device)
+        setup = build_pair_processor(args.checkpoint, samples=args.samples, device=args.device,
+                                     flip_samples=args.flip_samples)
         baseline, baseline_note = _baseline(args, setup)
         _prepare_out(out)
         print(f"demo: writing a {args.frames}-frame synthetic two-camera bag to {out / 'bag'}")

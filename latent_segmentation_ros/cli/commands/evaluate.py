@@ -17,6 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--annotations", help="annotation file (default DATA/annotations.json)")
     parser.add_argument("--images", help="image folder (default DATA/images)")
     add_node_option(parser, "--samples", "num_samples", "K, latent samples per image")
+    add_node_option(parser, "--flip-samples", "flip_samples", "half of the K codes decoded on the mirrored image")
     add_node_option(parser, "--p", "p", "confidence requirement of the table rows")
     parser.add_argument("--p-values", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0",
                         help="comma-separated p values for Fig. 5 and Fig. 8 (default 0.1 to 1.0)")
@@ -63,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         p_values = tuple(float(value) for value in args.p_values.split(",") if value.strip())
         settings = EvaluationSettings(
             num_samples=args.samples,
+            flip_samples=args.flip_samples,
             seed=args.seed,
             p=args.p,
             p_values=p_values,

@@ -17,6 +17,7 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser, with_mode: bool = Tr
         add_node_option(parser, "--mode", "mode", "aggregation mode")
         add_node_option(parser, "--p", "p", "confidence requirement in (0, 1]")
     add_node_option(parser, "--samples", "num_samples", "samples K per image")
+    add_node_option(parser, "--flip-samples", "flip_samples", "half of the K codes decoded on the mirrored image")
     add_node_option(parser, "--score-threshold", "score_threshold", "detections at or below this score are ignored")
     parser.add_argument("--device", default="cpu",
                         help="torch device: cpu (default; the node's auto picks cuda when available), auto, cuda, cuda:N")
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
             max_pairs=args.max_pairs, scoring=scoring_config(args),
         )
         setup = build_pair_processor(
-            args.checkpoint, mode=args.mode, p=args.p, samples=args.samples,
+            args.checkpoint, mode=args.mode, p=args.p, samples=args.samples, flip_samples=args.flip_samples,
             score_threshold=args.score_threshold, device=args.device,
             cameras=[camera_of_topic(topic) for topic in args.topics],
         )

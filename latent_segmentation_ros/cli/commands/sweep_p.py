@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress, max_pairs=args.max_pairs, scoring=scoring_config(args),
         )
         setup = build_pair_processor(
-            args.checkpoint, samples=args.samples, score_threshold=args.score_threshold, device=args.device,
+            args.checkpoint, samples=args.samples, flip_samples=args.flip_samples,
+            score_threshold=args.score_threshold, device=args.device,
             cameras=[camera_of_topic(topic) for topic in args.topics],
         )
         baseline = None if args.baseline is None else load_baseline(args.baseline, setup)

@@ -58,9 +58,11 @@ PAPER_TABLE_3_APPAREL = {"maskrcnn": 0.7756, "latent_confidence_mask": 0.9435}
 
 @dataclass
 class EvaluationSettings:
-    """What `evaluate` varies; the defaults are the paper's (K = 8, p = 0.9, tau = 0.1)."""
+    """What `evaluate` varies; the defaults are the paper's (K = 8, p = 0.9, tau = 0.1) and the
+    authors' K = 4 codes x {image, mirror image} (``flip_samples``)."""
 
     num_samples: int = 8
+    flip_samples: bool = True
     seed: int = 0
     p: float = 0.9
     p_values: tuple[float, ...] = P_VALUES
@@ -78,6 +80,8 @@ class EvaluationSettings:
     def __post_init__(self) -> None:
         if isinstance(self.num_samples, bool) or not isinstance(self.num_samples, int) or self.num_samples < 1:
             raise ValueError(f"num_samples must be a positive integer, got {self.num_samples!r}")
+        if not isinstance(self.flip_samples, bool):
+            raise ValueError(f"flip_samples must be true or false, got {self.flip_samples!r}")
         validate_p(self.p)
         self.p_values = tuple(sorted({validate_p(p) for p in self.p_values} | {float(self.p)}))
         if self.max_images is not None and self.max_images < 1:
@@ -167,7 +171,8 @@ def run_methods(
             instance_kinds(dataset, index, target) if hasattr(dataset, "coco") else None)
         start = time.perf_counter()
         images = [image.to(device)]
-        samples = model.sample(images, num_samples=settings.num_samples, seed=settings.seed + index)[0]
+        samples = model.sample(images, num_samples=settings.num_samples, seed=settings.seed + index,
+                               flip=settings.flip_samples)[0]
         prior = model.sample(images, num_samples=1, mode="prior_mean")[0]
         plain = None if baseline is None else baseline.sample(
             [image.to(next(baseline.parameters()).device)], num_samples=1, mode="prior_mean")[0]
@@ -281,13 +286,20 @@ def _cell(value, digits: int = 4) -> str:
     return str(value)
 
 
+def _views(settings: dict) -> str:
+    if settings.get("flip_samples") and settings["num_samples"] > 1:
+        return f" ({(settings['num_samples'] + 1) // 2} codes x image and mirror image)"
+    return ""
+
+
 def markdown(report: dict) -> str:
     """The tables of ``report`` as Markdown."""
     lines = [
         "# Evaluation",
         "",
         f"Checkpoint `{report['checkpoint']}`, baseline `{report.get('baseline') or 'none'}`, "
-        f"data `{report['data']}` ({report['images']} images), K = {report['settings']['num_samples']}, "
+        f"data `{report['data']}` ({report['images']} images), K = {report['settings']['num_samples']}"
+        f"{_views(report['settings'])}, "
         f"p = {report['settings']['p']}, score threshold {report['settings']['score_threshold']}.",
         "",
         "## Table I (percent; the paper's Apparel-5k numbers in brackets)",

@@ -26,7 +26,7 @@ from .config import ModelConfig
 from .distributions import DiagonalGaussian, kl_divergence
 from .encoder import PosteriorEncoder
 from .injection import LatentInjection
-from .postprocess import to_prediction
+from .postprocess import mirror_prediction, to_prediction
 from .prior import LatentPrior
 
 LEVEL_NAMES = FEATURE_NAMES + ["pool"]
@@ -211,29 +211,39 @@ class LatentMaskRCNN(nn.Module):
         num_samples: int = 8,
         seed: int | None = None,
         mode: str = "sample",
+        flip: bool = False,
     ) -> list[list[dict[str, Tensor]]]:
         """K segmentations per image (one for ``prior_mean`` or ``latent_dim = 0``).
 
         Backbone, FPN and prior run once per image; the codes are decoded together (see
         `batched_decoding.py`). ``seed`` fixes the codes through a local generator.
+
+        ``flip`` (``sample`` mode only): the first ceil(K/2) codes are decoded on the image and
+        the first floor(K/2) of them again on its mirror image, mapped back (the authors' K = 8
+        as 4 codes x {original, flipped}). The samples then also differ where the network's
+        answer depends on the view, such as an unsure boundary, which the confidence masks use.
         """
         _check_images(images)
         if mode not in SAMPLE_MODES:
             raise ValueError(f"mode must be one of {list(SAMPLE_MODES)}, got {mode!r}")
         if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
             raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+        if not isinstance(flip, bool):
+            raise ValueError(f"flip must be true or false, got {flip!r}")
         generator = torch.Generator()
         if seed is None:
             generator.seed()
         else:
             generator.manual_seed(int(seed))
+        flipped = flip and mode == "sample" and self.latent_dim > 0 and num_samples > 1
+        views = list(images) + ([image.flip(-1) for image in images] if flipped else [])
         stage = self.stage_timer or untimed
         was_training = self.training
         self.eval()
         try:
             with torch.inference_mode():
                 with stage("backbone"):
-                    image_list, _, features = self.preprocess(images)
+                    image_list, _, features = self.preprocess(views)
                 if self.latent_dim == 0:
                     detections = self._decode_plain(image_list, features, stage)
                     codes_per_image = 1
@@ -242,12 +252,24 @@ class LatentMaskRCNN(nn.Module):
                         prior = self.prior_distribution(image_list, features)
                         if mode == "prior_mean":
                             codes = prior.mean[:, None]
+                        elif flipped:
+                            # the original's codes on both views: its prior, not the mirror's
+                            original = prior.select(slice(0, len(images)))
+                            codes = original.sample_codes((num_samples + 1) // 2, generator)
+                            codes = torch.cat([codes, codes])
                         else:
                             codes = prior.sample_codes(num_samples, generator)
                     detections = self._decode_codes(image_list, features, codes, stage)
                     codes_per_image = codes.shape[1]
             with torch.no_grad(), stage("paste_masks"):
-                return self._to_predictions(detections, image_list, images, codes_per_image)
+                predictions = self._to_predictions(detections, image_list, views, codes_per_image)
+                if flipped:
+                    mirrored = predictions[len(images):]
+                    predictions = [
+                        own + [mirror_prediction(p, int(image.shape[-1])) for p in mirror[: num_samples // 2]]
+                        for image, own, mirror in zip(images, predictions, mirrored)
+                    ]
+                return predictions
         finally:
             self.train(was_training)
 

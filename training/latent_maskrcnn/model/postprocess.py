@@ -45,3 +45,13 @@ def to_prediction(
         "scores": detection["scores"].clone(),
         "masks": paste_masks_binary(detection["masks"], boxes, original_size),
     }
+
+
+def mirror_prediction(prediction: dict[str, Tensor], width: int) -> dict[str, Tensor]:
+    """A prediction made on the horizontally mirrored image, mapped back onto the image."""
+    boxes = prediction["boxes"]
+    return {
+        **prediction,
+        "boxes": torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1),
+        "masks": prediction["masks"].flip(-1),
+    }
