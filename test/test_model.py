@@ -63,6 +63,8 @@ def test_config_round_trip_and_unknown_keys():
         ({"class_names": ["bg", "item"]}, "class_names\\[0\\] must be '__background__'"),
         ({"latent_dim": -1}, "latent_dim"),
         ({"min_size": 100, "max_size": 80}, "min_size <= max_size"),
+        ({"box_fg_iou_thresh": 0.5, "box_bg_iou_thresh": 0.6}, "box_bg_iou_thresh \\(0.6\\) must not exceed"),
+        ({"box_fg_iou_thresh": 1.5}, "box_fg_iou_thresh must be in"),
     ],
 )
 def test_config_refuses_bad_values(overrides, message):
@@ -74,6 +76,28 @@ def test_default_config_is_the_papers_model():
     config = ModelConfig()
     assert (config.backbone, config.latent_dim, config.num_classes) == ("resnet50_fpn", 64, 2)
     assert config.class_names == ["__background__", "class_1"]
+
+
+def test_box_iou_thresholds_decide_a_merged_proposal_over_two_halves():
+    """A pair labelled as two items: the box over both halves meets each half at IoU 0.5. At
+    torchvision's 0.5 / 0.5 it is a positive (matched to a half); at 0.6 / 0.6 a negative, so the
+    labelling decides its target."""
+    halves = torch.tensor([[0.0, 0.0, 20.0, 20.0], [20.0, 0.0, 40.0, 20.0]])
+    merged = torch.tensor([[0.0, 0.0, 40.0, 20.0]])
+    target = [{"boxes": halves, "labels": torch.tensor([1, 1])}]
+
+    def label_of_merged(model):
+        _, labels = model.roi_heads.assign_targets_to_proposals([merged], [halves], [target[0]["labels"]])
+        return int(labels[0][0])
+
+    model = LatentMaskRCNN(tiny_config())
+    assert label_of_merged(model) == 1
+    assert LatentMaskRCNN(tiny_config(box_fg_iou_thresh=0.6, box_bg_iou_thresh=0.6)).roi_heads.proposal_matcher.high_threshold == 0.6
+    model.set_box_iou_thresholds(0.6, 0.6)
+    assert label_of_merged(model) == 0
+    assert (model.config.box_fg_iou_thresh, model.config.box_bg_iou_thresh) == (0.6, 0.6)
+    with pytest.raises(ValueError, match="must not exceed"):
+        model.set_box_iou_thresholds(0.5, 0.7)
 
 
 # ---------------------------------------------------------------- KL

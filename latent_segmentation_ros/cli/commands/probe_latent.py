@@ -19,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "along one dimension (default posterior)")
     parser.add_argument("--amplitude", type=float, default=3.0, help="oracle code offset in prior std (default 3)")
     parser.add_argument("--report-every", type=int, default=100, help="report every N steps (default 100)")
+    parser.add_argument("--box-iou", type=float, nargs=2, metavar=("FG", "BG"),
+                        help="fine-tune with these box-head IoU thresholds for positives / negatives "
+                             "(default: the checkpoint's, see ModelConfig.box_fg_iou_thresh)")
     parser.add_argument("--seed", type=int, default=0, help="torch seed of the fine-tuning's sampling (default 0)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--json", action="store_true", help="print one JSON document at the end")
@@ -40,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     data = Path(args.data)
     try:
         model = load_model(args.checkpoint, device="cpu")
+        if args.box_iou is not None:
+            model.set_box_iou_thresholds(*args.box_iou)
         probe_set = load_probe_set(str(data / "annotations.json"), str(data / "images"), args.pairs)
         spread = code_spread(model, probe_set)
         reports = []

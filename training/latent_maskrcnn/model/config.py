@@ -45,6 +45,11 @@ class ModelConfig:
     box_detections_per_img: int = 100
     box_score_thresh: float = 0.05
     box_nms_thresh: float = 0.5
+    # Training only: proposals with IoU >= fg with an item are positives, below bg negatives,
+    # between them ignored. A seamless pair's merged box and either half meet at IoU 0.5 exactly,
+    # so at torchvision's 0.5 / 0.5 a pair's labelling hardly changes the box head's targets.
+    box_fg_iou_thresh: float = 0.5
+    box_bg_iou_thresh: float = 0.5
     box_head_dim: int = 1024
     mask_head_channels: int = 256
     # Prior p(z|x) and encoder q(z|x,y).
@@ -100,9 +105,12 @@ class ModelConfig:
         if self.encoder_heads > 0 and self.encoder_hidden % self.encoder_heads:
             problems.append(f"encoder_hidden ({self.encoder_hidden}) must be divisible by encoder_heads "
                             f"({self.encoder_heads})")
-        for name in ("rpn_nms_thresh", "box_score_thresh", "box_nms_thresh"):
+        for name in ("rpn_nms_thresh", "box_score_thresh", "box_nms_thresh", "box_fg_iou_thresh", "box_bg_iou_thresh"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 problems.append(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.box_bg_iou_thresh > self.box_fg_iou_thresh:
+            problems.append(f"box_bg_iou_thresh ({self.box_bg_iou_thresh}) must not exceed box_fg_iou_thresh "
+                            f"({self.box_fg_iou_thresh})")
         if problems:
             raise ValueError("invalid ModelConfig: " + "; ".join(problems))
 

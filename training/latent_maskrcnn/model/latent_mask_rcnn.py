@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 from torch import nn, Tensor
+from torchvision.models.detection._utils import Matcher
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.image_list import ImageList
@@ -114,8 +115,8 @@ class LatentMaskRCNN(nn.Module):
             MultiScaleRoIAlign(FEATURE_NAMES, 7, sampling_ratio=2),
             TwoMLPHead(channels * 7 * 7, config.box_head_dim),
             FastRCNNPredictor(config.box_head_dim, config.num_classes),
-            fg_iou_thresh=0.5,
-            bg_iou_thresh=0.5,
+            fg_iou_thresh=config.box_fg_iou_thresh,
+            bg_iou_thresh=config.box_bg_iou_thresh,
             batch_size_per_image=config.box_batch_size_per_image,
             positive_fraction=0.25,
             bbox_reg_weights=None,
@@ -147,6 +148,12 @@ class LatentMaskRCNN(nn.Module):
     @property
     def latent_dim(self) -> int:
         return self.config.latent_dim
+
+    def set_box_iou_thresholds(self, fg: float, bg: float) -> None:
+        """The box head's training targets (`ModelConfig.box_fg_iou_thresh`), for fine-tuning a
+        loaded model under other thresholds; inference does not use them."""
+        self.config = ModelConfig.from_dict({**self.config.to_dict(), "box_fg_iou_thresh": fg, "box_bg_iou_thresh": bg})
+        self.roi_heads.proposal_matcher = Matcher(fg, bg, allow_low_quality_matches=False)
 
     # ------------------------------------------------------------------ shared pieces
     def preprocess(
