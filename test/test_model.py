@@ -65,6 +65,7 @@ def test_config_round_trip_and_unknown_keys():
         ({"min_size": 100, "max_size": 80}, "min_size <= max_size"),
         ({"box_fg_iou_thresh": 0.5, "box_bg_iou_thresh": 0.6}, "box_bg_iou_thresh \\(0.6\\) must not exceed"),
         ({"box_fg_iou_thresh": 1.5}, "box_fg_iou_thresh must be in"),
+        ({"latent_injection": "concat"}, "latent_injection 'concat' is not one of"),
     ],
 )
 def test_config_refuses_bad_values(overrides, message):
@@ -150,6 +151,17 @@ def test_training_losses_and_gradients_reach_every_part():
         "backbone.fpn.inner_blocks.0.0.weight",
     ]:
         assert grads[name] is not None and grads[name].abs().sum() > 0, name
+
+
+def test_film_scale_learns_from_the_decoder_losses_from_zero():
+    torch.manual_seed(1)
+    model = LatentMaskRCNN(tiny_config(latent_injection="film")).train()
+    assert all(torch.count_nonzero(l.weight) == 0 for l in model.injection.code_scale_proj.values())
+    images = make_images()
+    losses = model(images, make_targets(images))
+    sum(value for name, value in losses.items() if name != "loss_kl").backward()
+    for linear in model.injection.code_scale_proj.values():
+        assert linear.weight.grad is not None and linear.weight.grad.abs().sum() > 0
 
 
 def test_decoder_losses_reach_the_encoder_through_the_code():

@@ -99,10 +99,16 @@ def assert_predictions_equal(fast, reference, atol, mask_pixels_differing=0.0):
                 assert (a["masks"] != b["masks"]).float().mean() <= mask_pixels_differing
 
 
-def test_batched_sampler_equals_per_code_loop_with_materialised_maps():
-    """In float64 so that float rounding cannot reorder near-tied proposals."""
+@pytest.mark.parametrize("injection", ["bias", "film"])
+def test_batched_sampler_equals_per_code_loop_with_materialised_maps(injection):
+    """In float64 so that float rounding cannot reorder near-tied proposals. The FiLM scale
+    starts at zero; here it gets random weights, so that it matters."""
     torch.manual_seed(5)
-    model = LatentMaskRCNN(tiny_config(num_classes=3)).double().eval()
+    model = LatentMaskRCNN(tiny_config(num_classes=3, latent_injection=injection)).double().eval()
+    if injection == "film":
+        with torch.no_grad():
+            for linear in model.injection.code_scale_proj.values():
+                linear.weight.normal_(0.0, 0.3)
     images = make_images(torch.float64)
     image_list, _, features = model.preprocess(images)
     with torch.no_grad():
@@ -148,6 +154,22 @@ def test_flip_leaves_the_prior_mean_and_a_single_sample_alone(model):
                              model.sample(images, num_samples=1, seed=2), atol=0)
     with pytest.raises(ValueError, match="flip must be true or false"):
         model.sample(images, flip="yes")
+
+
+def test_film_starts_as_the_plain_injection_and_its_scale_changes_the_samples():
+    torch.manual_seed(3)
+    plain = LatentMaskRCNN(tiny_config()).eval()
+    film = LatentMaskRCNN(tiny_config(latent_injection="film")).eval()
+    missing, unexpected = film.load_state_dict(plain.state_dict(), strict=False)
+    assert unexpected == [] and all(name.startswith("injection.code_scale_proj.") for name in missing) and missing
+    images = make_images()
+    # equal up to float rounding: the scaled RPN convolution runs as one wider convolution
+    assert_predictions_equal(film.sample(images, num_samples=2, seed=1), plain.sample(images, num_samples=2, seed=1),
+                             atol=1e-4, mask_pixels_differing=1e-3)
+    with torch.no_grad():
+        film.injection.code_scale_proj["0"].weight.fill_(0.5)
+    changed = film.sample(images, num_samples=2, seed=1)
+    assert any(not torch.equal(a["scores"], b["scores"]) for a, b in zip(changed[0], plain.sample(images, num_samples=2, seed=1)[0]))
 
 
 def torchvision_twin(model):

@@ -75,20 +75,22 @@ def _small_constant_map_conv(conv: nn.Conv2d, values: Tensor, height: int, width
 
 
 def _add_expanded(base: Tensor, small: Tensor) -> Tensor:
-    """``base [C, h, w] + expand(small [K, C, h3, w3])`` -> ``[K, C, h, w]``, writing the inner
-    value everywhere and then only the four border lines (no full-size index gather)."""
+    """``base [C, h, w] (or [K, C, h, w]) + expand(small [K, C, h3, w3])`` -> ``[K, C, h, w]``,
+    writing the inner value everywhere and then only the four border lines (no full-size index
+    gather)."""
     height, width = base.shape[-2:]
+    base = base if base.dim() == 4 else base[None]
     if height < 3 or width < 3:
         rows = _border_index(height, base.device)
         cols = _border_index(width, base.device)
         return small[:, :, rows][:, :, :, cols] + base
     rows = _border_index(height, base.device)
     cols = _border_index(width, base.device)
-    out = base[None] + small[:, :, 1:2, 1:2]
-    out[:, :, 0, :] = base[None, :, 0, :] + small[:, :, 0, :][:, :, cols]
-    out[:, :, -1, :] = base[None, :, -1, :] + small[:, :, 2, :][:, :, cols]
-    out[:, :, :, 0] = base[None, :, :, 0] + small[:, :, :, 0][:, :, rows]
-    out[:, :, :, -1] = base[None, :, :, -1] + small[:, :, :, 2][:, :, rows]
+    out = base + small[:, :, 1:2, 1:2]
+    out[:, :, 0, :] = base[:, :, 0, :] + small[:, :, 0, :][:, :, cols]
+    out[:, :, -1, :] = base[:, :, -1, :] + small[:, :, 2, :][:, :, cols]
+    out[:, :, :, 0] = base[:, :, :, 0] + small[:, :, :, 0][:, :, rows]
+    out[:, :, :, -1] = base[:, :, :, -1] + small[:, :, :, 2][:, :, rows]
     return out
 
 
@@ -105,16 +107,19 @@ def _rpn_head_parts(rpn: RegionProposalNetwork) -> tuple[nn.Conv2d, Tensor, Tens
 
 
 def rpn_head_for_codes(
-    rpn: RegionProposalNetwork, shared: list[Tensor], biases: list[Tensor]
+    rpn: RegionProposalNetwork, shared: list[Tensor], biases: list[Tensor], scales: list[Tensor] | None = None
 ) -> tuple[list[Tensor], list[Tensor]]:
     """RPN head outputs for every (image, code): ``shared[l] [B, C, h, w]``, ``biases[l] [B, K, C]``
-    -> objectness ``[B*K, A, h, w]`` and deltas ``[B*K, 4A, h, w]`` per level (image-major)."""
+    -> objectness ``[B*K, A, h, w]`` and deltas ``[B*K, 4A, h, w]`` per level (image-major).
+
+    With FiLM ``scales[l] [B, K, C]``: ``conv3x3(A * g_k) = conv3x3 with weights W * g_k on A``,
+    so the 3x3 convolution runs once per code (as one convolution with K times the outputs)."""
     conv, weight, bias, num_anchors = _rpn_head_parts(rpn)
     objectness, deltas = [], []
-    for x, code_bias in zip(shared, biases):
+    for level, (x, code_bias) in enumerate(zip(shared, biases)):
         batch, codes, channels = code_bias.shape
         height, width = x.shape[-2:]
-        base = conv(x)
+        base = conv(x) if scales is None else _scaled_conv(conv, x, scales[level])
         small = _small_constant_map_conv(conv, code_bias.reshape(batch * codes, channels), height, width)
         small = small.view(batch, codes, -1, small.shape[-2], small.shape[-1])
         head_weight, head_bias = weight[:, :, 0, 0], bias[:, None]
@@ -130,18 +135,31 @@ def rpn_head_for_codes(
     return objectness, deltas
 
 
+def _scaled_conv(conv: nn.Conv2d, x: Tensor, scales: Tensor) -> Tensor:
+    """``conv(x[b] * scales[b, k])`` for every image and code: ``[B, K, C_out, h, w]``."""
+    batch, codes, channels = scales.shape
+    out_channels = conv.out_channels
+    outputs = []
+    for index in range(batch):
+        weight = (conv.weight[None] * scales[index][:, None, :, None, None]).reshape(codes * out_channels, channels, 3, 3)
+        out = F.conv2d(x[index:index + 1], weight, conv.bias.repeat(codes), padding=conv.padding)
+        outputs.append(out.view(codes, out_channels, *x.shape[-2:]))
+    return torch.stack(outputs)
+
+
 def proposals_for_codes(
     rpn: RegionProposalNetwork,
     images: ImageList,
     shared: "OrderedDict[str, Tensor]",
     biases: list[Tensor],
+    scales: list[Tensor] | None = None,
 ) -> list[Tensor]:
     """Post-NMS proposals per (image, code), image-major: ``B*K`` tensors ``[n, 4]``."""
     if rpn.training:
         raise ValueError("batched decoding is inference only (call model.eval())")
     levels = list(shared.values())
     codes = biases[0].shape[1]
-    objectness, deltas = rpn_head_for_codes(rpn, levels, biases)
+    objectness, deltas = rpn_head_for_codes(rpn, levels, biases, scales)
     anchors = rpn.anchor_generator(images, levels)
     anchors = [a for a in anchors for _ in range(codes)]
     num_anchors_per_level = [o[0].numel() for o in objectness]
@@ -154,7 +172,8 @@ def proposals_for_codes(
 
 class CodeRois:
     """The RoIs of all (image, code) pairs for one pooler: level, image index and code bias of
-    each, so any slice of them can be pooled as ``RoIAlign(A + c_k) = RoIAlign(A) + c_k RoIAlign(1)``.
+    each, so any slice of them can be pooled as ``RoIAlign(A + c_k) = RoIAlign(A) + c_k RoIAlign(1)``
+    (with FiLM scales ``g_k``: ``RoIAlign(A * g_k + c_k) = RoIAlign(A) * g_k + c_k RoIAlign(1)``).
     Pooling uses `roi_align_gather` (channels-last, all channels of a cell at once) with the
     pooler's own scales and FPN level rule."""
 
@@ -167,6 +186,7 @@ class CodeRois:
         image_sizes: list[tuple[int, int]],
         codes: int,
         tables: dict[str, Tensor] | None = None,
+        level_scales: "OrderedDict[str, Tensor] | None" = None,
     ) -> None:
         self.pooler = pooler
         self.shared = shared
@@ -184,6 +204,10 @@ class CodeRois:
         self.levels = pooler.map_levels(per_image) if self.count else virtual
         stacked = torch.stack([level_biases[name].flatten(0, 1) for name in pooler.featmap_names])  # [L, B*K, C]
         self.bias_rows = stacked[self.levels, virtual]
+        self.scale_rows = None
+        if level_scales is not None:
+            scales = torch.stack([level_scales[name].flatten(0, 1) for name in pooler.featmap_names])
+            self.scale_rows = scales[self.levels, virtual]
         self._tables = {} if tables is None else tables  # channels-last maps, shareable between poolers
 
     def _table(self, name: str) -> Tensor:
@@ -209,6 +233,8 @@ class CodeRois:
                 self._table(name), height, width, self.rois[rows], size,
                 self.pooler.scales[level], self.pooler.sampling_ratio,
             )
+            if self.scale_rows is not None:
+                pooled.mul_(self.scale_rows[rows][:, None, None, :])
             pooled.addcmul_(self.bias_rows[rows][:, None, None, :], weight[..., None])
             out[index] = pooled
         return out
@@ -273,6 +299,7 @@ def detect_for_codes(
     image_sizes: list[tuple[int, int]],
     codes: int,
     stage: StageTimer = untimed,
+    level_scales: "OrderedDict[str, Tensor] | None" = None,
 ) -> list[dict[str, Tensor]]:
     """Box and mask heads for all codes at once; ``B*K`` detection dicts (image-major) in the
     resized frame, masks as ``[n, 1, M, M]`` probabilities like torchvision's RoIHeads."""
@@ -281,7 +308,8 @@ def detect_for_codes(
     virtual_sizes = [s for s in image_sizes for _ in range(codes)]
     tables: dict[str, Tensor] = {}
     with stage("box_head"):
-        box_rois = CodeRois(roi_heads.box_roi_pool, shared, level_biases, proposals, image_sizes, codes, tables)
+        box_rois = CodeRois(roi_heads.box_roi_pool, shared, level_biases, proposals, image_sizes, codes, tables,
+                            level_scales)
         box_head = _box_head_nhwc(roi_heads.box_head)
         class_logits, box_regression = [], []
         for start in range(0, max(box_rois.count, 1), BOX_HEAD_CHUNK):
@@ -293,7 +321,8 @@ def detect_for_codes(
     with stage("box_postprocess"):
         boxes, scores, labels = roi_heads.postprocess_detections(class_logits, box_regression, proposals, virtual_sizes)
     with stage("mask_head"):
-        mask_rois = CodeRois(roi_heads.mask_roi_pool, shared, level_biases, boxes, image_sizes, codes, tables)
+        mask_rois = CodeRois(roi_heads.mask_roi_pool, shared, level_biases, boxes, image_sizes, codes, tables,
+                             level_scales)
         all_labels = torch.cat(labels)
         probs = []
         for start in range(0, mask_rois.count, MASK_HEAD_CHUNK):

@@ -7,6 +7,7 @@ from typing import Any
 
 BACKBONES = ("resnet50_fpn", "resnet18_fpn", "mobilenet_v3_fpn")
 BACKBONE_NORMS = ("frozen_batch_norm", "batch_norm", "group_norm")
+LATENT_INJECTIONS = ("bias", "film")
 
 
 @dataclass
@@ -51,6 +52,9 @@ class ModelConfig:
     box_fg_iou_thresh: float = 0.5
     box_bg_iou_thresh: float = 0.5
     box_head_dim: int = 1024
+    # How the code enters the FPN maps: "bias" (the paper's concat + 1x1 conv: a channel bias)
+    # or "film" (a channel scale as well, starting at 1).
+    latent_injection: str = "bias"
     mask_head_channels: int = 256
     # Prior p(z|x) and encoder q(z|x,y).
     prior_channels: int = 128
@@ -83,6 +87,8 @@ class ModelConfig:
             problems.append(f"class_names has {len(self.class_names)} names but num_classes is {self.num_classes}")
         elif self.class_names[0] != "__background__":
             problems.append(f"class_names[0] must be '__background__', got {self.class_names[0]!r}")
+        if self.latent_injection not in LATENT_INJECTIONS:
+            problems.append(f"latent_injection {self.latent_injection!r} is not one of {list(LATENT_INJECTIONS)}")
         if self.latent_dim < 0:
             problems.append(f"latent_dim must be >= 0 (0 = plain MaskRCNN), got {self.latent_dim}")
         if not 0 < self.min_size <= self.max_size:

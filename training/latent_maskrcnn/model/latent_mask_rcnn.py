@@ -143,7 +143,8 @@ class LatentMaskRCNN(nn.Module):
                 graph_layers=config.encoder_graph_layers,
                 heads=config.encoder_heads,
             )
-            self.injection = LatentInjection(channels, config.latent_dim, LEVEL_NAMES)
+            self.injection = LatentInjection(channels, config.latent_dim, LEVEL_NAMES,
+                                             scale=config.latent_injection == "film")
 
     @property
     def latent_dim(self) -> int:
@@ -301,11 +302,14 @@ class LatentMaskRCNN(nn.Module):
         with stage("rpn"):
             shared = self.injection.shared(features)
             biases = self.injection.code_bias(codes)
-            proposals = proposals_for_codes(self.rpn, image_list, shared, biases)
+            scales = self.injection.code_scale(codes)
+            proposals = proposals_for_codes(self.rpn, image_list, shared, biases, scales)
         self.last_proposal_counts = [len(p) for p in proposals]
         level_biases = OrderedDict(zip(LEVEL_NAMES, biases))
+        level_scales = None if scales is None else OrderedDict(zip(LEVEL_NAMES, scales))
         return detect_for_codes(
-            self.roi_heads, shared, level_biases, proposals, image_list.image_sizes, codes.shape[1], stage
+            self.roi_heads, shared, level_biases, proposals, image_list.image_sizes, codes.shape[1], stage,
+            level_scales,
         )
 
     def posterior_mean(self, images: list[Tensor], targets: list[dict[str, Tensor]]) -> Tensor:
