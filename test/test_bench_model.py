@@ -29,6 +29,7 @@ def test_tiny_benchmark_report_is_consistent():
         assert key in result, key
     assert result["samples"] == 2
     assert result["ratio"] == pytest.approx(result["latent_ms"] / result["single_pass_ms"], rel=1e-2)
+    assert result["latent_flip_ratio"] == pytest.approx(result["latent_flip_ms"] / result["single_pass_ms"], rel=1e-2)
     # Score threshold 0: every path fills the detection budget; proposals stay within theirs.
     assert result["detections_per_image"] == 5
     assert result["latent_detections_per_image_and_sample"] == 5

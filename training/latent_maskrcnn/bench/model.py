@@ -15,14 +15,16 @@ Times, in one process and on the same random images and thread count:
   (a) torchvision's MaskRCNN single pass (torchvision.models.detection.MaskRCNN, run by its own
       forward) with the same backbone module and the same decoder weights as the latent model:
       for resnet50_fpn this is the architecture of maskrcnn_resnet50_fpn with frozen batch norm;
-  (b) Latent-MaskRCNN `sample(images, num_samples=K)` with the same backbone and decoder weights.
+  (b) Latent-MaskRCNN `sample(images, num_samples=K)` with the same backbone and decoder weights,
+      also from the prior mean alone and with ``flip=True`` (K/2 codes on each image and on its
+      mirror image: the node's default, one more backbone pass per image).
 The models are untrained (random weights, nothing is downloaded), so the budgets are fixed
 identically for both paths: --proposals pre- and post-NMS RPN proposals per image (per image
 and per sample for the latent model), box_score_thresh = 0 so every path keeps the full
 --detections detections per image (per image and per sample), the input size as the network
 size (min_size/max_size = the image sides, no resizing). The proposal and detection counts that
 really resulted are reported. Each path is warmed up, then the runs alternate (single, latent,
-prior mean) --repeats times; medians are reported. `ratio` = latent_ms / single_pass_ms.
+prior mean, latent with flip) --repeats times; medians are reported. `ratio` = latent_ms / single_pass_ms.
 CPU times (all threads) are reported too: on a shared machine they are less noisy than wall time.
 """
 
@@ -200,23 +202,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     def prior_mean():
         model.sample(images, mode="prior_mean")
 
+    def latent_flip():  # the node's default: K/2 codes on the image and again on its mirror image
+        model.sample(images, num_samples=args.samples, seed=args.seed, flip=True)
+
     for _ in range(args.warmup):
         single_pass()
     single_peak_rss = rss_mb()
     for _ in range(args.warmup):
         latent()
         prior_mean()
+        latent_flip()
     for values in (*single_counts.values(), *latent_counts.values()):
         values.clear()
 
-    walls: dict[str, list[float]] = {"single": [], "latent": [], "prior_mean": []}
-    cpus: dict[str, list[float]] = {"single": [], "latent": [], "prior_mean": []}
+    walls: dict[str, list[float]] = {"single": [], "latent": [], "prior_mean": [], "latent_flip": []}
+    cpus: dict[str, list[float]] = {"single": [], "latent": [], "prior_mean": [], "latent_flip": []}
     stage_walls: dict[str, list[float]] = {}
     stage_cpus: dict[str, list[float]] = {}
     single_stage_walls: dict[str, list[float]] = {}
     for _ in range(args.repeats):
         for name, fn, clock in (("single", single_pass, single_clock), ("latent", latent, latent_clock),
-                                ("prior_mean", prior_mean, mean_clock)):
+                                ("prior_mean", prior_mean, mean_clock), ("latent_flip", latent_flip, mean_clock)):
             clock.wall.clear()
             clock.cpu.clear()
             model.stage_timer = clock if name != "single" else None
@@ -253,6 +259,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "ratio": round(latent_ms / single_ms, 3),
         "prior_mean_ms": round(mean_ms, 1),
         "prior_mean_ratio": round(mean_ms / single_ms, 3),
+        "latent_flip_ms": round(1000 * _median(walls["latent_flip"]), 1),
+        "latent_flip_ratio": round(_median(walls["latent_flip"]) / _median(walls["single"]), 3),
         "single_pass_cpu_ms": round(1000 * _median(cpus["single"]), 1),
         "latent_cpu_ms": round(1000 * _median(cpus["latent"]), 1),
         "cpu_ratio": round(_median(cpus["latent"]) / _median(cpus["single"]), 3),
@@ -290,9 +298,11 @@ def format_table(result: dict[str, Any]) -> str:
         f"{'single pass (torchvision)':<28}{result['single_pass_ms']:>12.1f}{result['single_pass_cpu_ms']:>12.1f}",
         f"{'latent, K samples':<28}{result['latent_ms']:>12.1f}{result['latent_cpu_ms']:>12.1f}",
         f"{'latent, prior mean':<28}{result['prior_mean_ms']:>12.1f}{'':>12}",
+        f"{'latent, K with mirror views':<28}{result['latent_flip_ms']:>12.1f}{'':>12}",
         "",
         f"ratio latent / single: {result['ratio']:.2f} (cpu time {result['cpu_ratio']:.2f}); "
-        f"prior mean / single: {result['prior_mean_ratio']:.2f}",
+        f"prior mean / single: {result['prior_mean_ratio']:.2f}; with mirror views / single: "
+        f"{result['latent_flip_ratio']:.2f}",
         f"proposals per image: {result['proposals_per_image']} single, "
         f"{result['latent_proposals_per_image_and_sample']} latent per sample (budget {result['proposals_budget']})",
         f"detections per image: {result['detections_per_image']} single, "
