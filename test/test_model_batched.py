@@ -162,6 +162,11 @@ def test_film_starts_as_the_plain_injection_and_its_scale_changes_the_samples():
     film = LatentMaskRCNN(tiny_config(latent_injection="film")).eval()
     missing, unexpected = film.load_state_dict(plain.state_dict(), strict=False)
     assert unexpected == [] and all(name.startswith("injection.code_scale_proj.") for name in missing) and missing
+    converted = plain.with_film_injection()
+    assert converted.config.latent_injection == "film" and plain.config.latent_injection == "bias"
+    assert torch.equal(converted.injection.code_proj["0"].weight, plain.injection.code_proj["0"].weight)
+    with pytest.raises(ValueError, match="plain \\(bias\\) injection"):
+        converted.with_film_injection()
     images = make_images()
     # equal up to float rounding: the scaled RPN convolution runs as one wider convolution
     assert_predictions_equal(film.sample(images, num_samples=2, seed=1), plain.sample(images, num_samples=2, seed=1),

@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--box-iou", type=float, nargs=2, metavar=("FG", "BG"),
                         help="fine-tune with these box-head IoU thresholds for positives / negatives "
                              "(default: the checkpoint's, see ModelConfig.box_fg_iou_thresh)")
+    parser.add_argument("--film", action="store_true",
+                        help="add the FiLM channel scale (model.latent_injection=film, starting at zero) "
+                             "to a checkpoint with the plain injection before fine-tuning")
     parser.add_argument("--seed", type=int, default=0, help="torch seed of the fine-tuning's sampling (default 0)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--json", action="store_true", help="print one JSON document at the end")
@@ -43,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     data = Path(args.data)
     try:
         model = load_model(args.checkpoint, device="cpu")
+        if args.film:
+            model = model.with_film_injection()
         if args.box_iou is not None:
             model.set_box_iou_thresholds(*args.box_iou)
         probe_set = load_probe_set(str(data / "annotations.json"), str(data / "images"), args.pairs)

@@ -150,6 +150,18 @@ class LatentMaskRCNN(nn.Module):
     def latent_dim(self) -> int:
         return self.config.latent_dim
 
+    def with_film_injection(self) -> "LatentMaskRCNN":
+        """A copy with the FiLM injection (`ModelConfig.latent_injection`), computing the same
+        function as this model until it is trained: the new scales start at zero."""
+        if self.latent_dim == 0 or self.config.latent_injection == "film":
+            raise ValueError("with_film_injection needs a latent model with the plain (bias) injection")
+        config = ModelConfig.from_dict({**self.config.to_dict(), "latent_injection": "film"})
+        model = LatentMaskRCNN(config).to(next(self.parameters()).device)
+        missing, unexpected = model.load_state_dict(self.state_dict(), strict=False)
+        if unexpected or any(not name.startswith("injection.code_scale_proj.") for name in missing):
+            raise RuntimeError(f"unexpected weights moving to FiLM: missing {missing}, unexpected {unexpected}")
+        return model.train(self.training)
+
     def set_box_iou_thresholds(self, fg: float, bg: float) -> None:
         """The box head's training targets (`ModelConfig.box_fg_iou_thresh`), for fine-tuning a
         loaded model under other thresholds; inference does not use them."""
