@@ -62,6 +62,7 @@ def test_a_circle_on_empty_floor_is_a_false_positive_not_a_double_pick():
     summary = result.summary()
     assert summary["false_positive_rate"] == pytest.approx(result.false_positives / result.picks)
     assert summary["double_pick_rate"] == 0.0
+    assert summary["double_pick_rate_on_items"] == 0.0
 
 
 @pytest.mark.parametrize(
@@ -108,6 +109,11 @@ def test_counts_add_up_over_images_and_rates_partition_the_double_pick_rate():
     assert sum(c["count"] for c in summary["causes"].values()) == summary["double_picks"]
     assert sum(c["rate"] for c in summary["causes"].values()) == pytest.approx(summary["double_pick_rate"])
     assert summary["causes"]["pair_seam"]["count"] > 0 and summary["causes"]["unknown"]["count"] > 0
+    # the block at rows 0-9, columns 56-64 lies on no item: its circles are in N, not on items
+    assert 0 < summary["false_positives"] < summary["picks"]
+    assert summary["double_pick_rate_on_items"] == pytest.approx(
+        summary["double_picks"] / (summary["picks"] - summary["false_positives"]))
+    assert summary["double_pick_rate_on_items"] > summary["double_pick_rate"]
 
 
 def test_no_prediction_and_no_truth():
@@ -115,5 +121,6 @@ def test_no_prediction_and_no_truth():
     result = classify_picks(empty, empty, [], SIM)
     assert (result.picks, result.double_picks, result.false_positives) == (0, 0, 0)
     assert result.summary()["double_pick_rate"] is None
+    assert result.summary()["double_pick_rate_on_items"] is None
     only_prediction = classify_picks(block(5, 20, 5, 25)[None], empty, [], SIM)
     assert only_prediction.false_positives == only_prediction.picks > 0

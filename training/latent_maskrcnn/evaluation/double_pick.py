@@ -170,14 +170,20 @@ class PickCauses:
                 mine[key] = mine.get(key, 0) + value
 
     def summary(self) -> dict:
-        """JSON-ready counts and rates (over N, so the cause rates sum to the double-pick rate)."""
+        """JSON-ready counts and rates (over N, so the cause rates sum to the double-pick rate).
+
+        ``double_pick_rate_on_items`` is D over the circles of N that touch an item: the paper's
+        rate counts circles on empty floor in N, so more false positives lower it."""
         def rate(count: int) -> float | None:
             return count / self.picks if self.picks else None
+
+        on_items = self.picks - self.false_positives
 
         return {
             "picks": self.picks,
             "double_picks": self.double_picks,
             "double_pick_rate": rate(self.double_picks),
+            "double_pick_rate_on_items": self.double_picks / on_items if on_items else None,
             "false_positives": self.false_positives,
             "false_positive_rate": rate(self.false_positives),
             "causes": {cause: {"count": count, "rate": rate(count)} for cause, count in self.causes.items()},

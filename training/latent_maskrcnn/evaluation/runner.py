@@ -362,15 +362,16 @@ def _cause_markdown(rows: list[dict]) -> list[str]:
         "",
         "The cause columns partition the double-pick rate D / N (first match wins: both halves of a "
         "seamless pair labelled as two, another seamless-pair contact, clear film, glare stripe, plain "
-        "items only, unknown kinds). False positives: circles of N that touch no item at all (not in D / N).",
+        "items only, unknown kinds). False positives: circles of N that touch no item at all (not in D / N). "
+        "On items: D over the circles of N that touch an item (false positives lower D / N; not this).",
         "",
-        "| Method | N | double picks | " + " | ".join(CAUSES) + " | false positives |",
-        "| --- | --- | --- | " + " | ".join("---" for _ in CAUSES) + " | --- |",
+        "| Method | N | double picks | " + " | ".join(CAUSES) + " | false positives | double picks, on items |",
+        "| --- | --- | --- | " + " | ".join("---" for _ in CAUSES) + " | --- | --- |",
     ]
     for row in rows:
         causes = " | ".join(_percent_cell(row["causes"][cause]["rate"]) for cause in CAUSES)
         lines.append(f"| {row['method']} | {row['picks']} | {_percent_cell(row['double_pick_rate'])} | {causes} | "
-                     f"{_percent_cell(row['false_positive_rate'])} |")
+                     f"{_percent_cell(row['false_positive_rate'])} | {_percent_cell(row['double_pick_rate_on_items'])} |")
     unknown = max(row["images_without_kinds"] for row in rows)
     if unknown:
         lines += ["", f"{unknown} image(s) carry no ambiguity kinds; their double picks count as unknown."]
