@@ -124,6 +124,8 @@ def test_baseline_is_one_more_method_scored_like_the_others(bag, checkpoint, bas
         assert r["grasp_double_picks"] <= r["grasps_scored"] <= r["grasps"]
         if r["picks"]:
             assert r["false_positive_rate"] == r["false_positive_picks"] / r["picks"]
+        if r["picks"] > r["false_positive_picks"]:
+            assert r["double_pick_rate_on_items"] == r["double_picks"] / (r["picks"] - r["false_positive_picks"])
     # The baseline row is what the same bag gives when the baseline is the swept model itself
     # (a latent_dim = 0 model's prior mean is its one prediction): the same scorer and planner.
     own = build_pair_processor(baseline_checkpoint, samples=2, score_threshold=0.0, min_mask_area=1)

@@ -178,6 +178,9 @@ def sweep_p(options: SweepOptions, setup: PairSetup, baseline: Any | None = None
             "pickable_area": summary["pickable_area"],
             "false_positive_picks": false_positives[key],
             "false_positive_rate": false_positives[key] / picks if picks else None,
+            # D over the circles that touch an item: more predictions on empty floor lower D / N, not this
+            "double_pick_rate_on_items": (summary["double_picks"] / (picks - false_positives[key])
+                                          if picks > false_positives[key] else None),
             "mr_at_hp": summary["mr_at_hp"],
             "mean_sealed_cups": summary["mean_sealed_cups"],
             "mean_sealed_cups_on_truth": summary["mean_sealed_cups_on_truth"],
@@ -261,11 +264,13 @@ def grasp_target_line(result: dict[str, Any]) -> str:
 
 def comparison_table(result: dict[str, Any], p: float, markdown: bool = False) -> str:
     """Confidence masks at ``p``, the prior mean and the baseline (the rows present), each with
-    D / N, pickable area, the chosen grasps that double-pick and the false-positive picks: a
+    D / N, pickable area, the chosen grasps that double-pick, the false-positive picks and D over
+    the circles that touch an item: a
     small aligned text table for a terminal, or a Markdown table."""
     chosen = [r for r in result["rows"] if r["p"] is not None and abs(r["p"] - p) < 1e-9]
     chosen += [r for r in result["rows"] if r["p"] is None]
-    header = ("method", "double picks (D/N)", "pickable area", "grasps double-picking", "false-positive picks")
+    header = ("method", "double picks (D/N)", "pickable area", "grasps double-picking", "false-positive picks",
+              "double picks on items")
     table = [header]
     for row in chosen:
         name = f"confidence masks p = {row['p']:g}" if row["p"] is not None else method_label(row)
@@ -275,6 +280,7 @@ def comparison_table(result: dict[str, Any], p: float, markdown: bool = False) -
             _num(row["pickable_area"]),
             _share(row["grasp_double_picks"], row["grasps_scored"]),
             f"{_pct(row['false_positive_rate'])} ({row['false_positive_picks']}/{row['picks']})",
+            _pct(row.get("double_pick_rate_on_items")),
         ))
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
