@@ -10,7 +10,7 @@ from latent_maskrcnn.model.latent_mask_rcnn import LatentMaskRCNN
 from latent_segmentation_ros import cli
 from latent_segmentation_ros.replay.runner import build_pair_processor
 from latent_segmentation_ros.replay.scoring import ScoringConfig
-from latent_segmentation_ros.replay.sweep import SweepOptions, sweep_p
+from latent_segmentation_ros.replay.sweep import SweepOptions, grasp_target_line, sweep_p
 from latent_segmentation_ros.replay.synthetic_bag import BagTiming, write_synthetic_bag
 
 
@@ -138,6 +138,12 @@ def test_baseline_is_one_more_method_scored_like_the_others(bag, checkpoint, bas
     assert result["grasp_target"]["values"]["confidence_mask"] == at_09["grasp_double_pick_rate"]
     assert result["grasp_target"]["values"]["prior_mean"] == prior_row["grasp_double_pick_rate"]
     assert result["grasp_target"]["status"] in {"met", "not met", "not measured"}
+    assert result["grasp_target"]["grasps"] == {
+        "confidence_mask": [at_09["grasp_double_picks"], at_09["grasps_scored"]],
+        "prior_mean": [prior_row["grasp_double_picks"], prior_row["grasps_scored"]]}
+    assert grasp_target_line(result).endswith(
+        f"({at_09['grasp_double_picks']}/{at_09['grasps_scored']} against "
+        f"{prior_row['grasp_double_picks']}/{prior_row['grasps_scored']} chosen grasps): {result['grasp_target']['status']}")
     assert alone["grasp_target"]["status"] == "not measured"  # no p = 0.9 in that sweep
     written = json.loads((tmp_path / "with" / "sweep.json").read_text())
     assert written["rows"] == result["rows"]

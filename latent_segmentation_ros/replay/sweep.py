@@ -223,8 +223,12 @@ def grasp_target(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
     at_p = next((r for r in rows if r["p"] is not None and abs(r["p"] - TARGET_P) < 1e-9), None)
     prior = next((r for r in rows if r.get("method") == PRIOR_MEAN), None)
-    return check(None if at_p is None else at_p["grasp_double_pick_rate"],
-                 None if prior is None else prior["grasp_double_pick_rate"])
+    result = check(None if at_p is None else at_p["grasp_double_pick_rate"],
+                   None if prior is None else prior["grasp_double_pick_rate"])
+    # the counts behind the shares: a small bag decides little
+    result["grasps"] = {name: [row["grasp_double_picks"], row["grasps_scored"]]
+                        for name, row in (("confidence_mask", at_p), ("prior_mean", prior)) if row is not None}
+    return result
 
 
 def _pct(value: float | None) -> str:
@@ -259,7 +263,10 @@ def grasp_target_line(result: dict[str, Any]) -> str:
     target = result.get("grasp_target")
     if not target:
         return ""
-    return f"grasp target: {target['target']}; measured {target['measured']}: {target['status']}"
+    counts = target.get("grasps", {})
+    shown = " against ".join(f"{d}/{n}" for d, n in counts.values())
+    scored = f" ({shown} chosen grasps)" if len(counts) == 2 else ""
+    return f"grasp target: {target['target']}; measured {target['measured']}{scored}: {target['status']}"
 
 
 def comparison_table(result: dict[str, Any], p: float, markdown: bool = False) -> str:
