@@ -20,7 +20,7 @@ HELP = "both nodes live over DDS: pairs/s, publish -> masks latency, drops, memo
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from latent_segmentation_ros.core.parameter_options import add_node_option
+    from latent_segmentation_ros.core.parameter_options import add_flip_option, add_node_option
 
     parser.add_argument("--rate", type=float, default=8.0, help="camera pairs published per second (default 8)")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of publishing measured (default 30)")
@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--height", type=int, default=240, help="image height (default 240)")
     parser.add_argument("--width", type=int, default=320, help="image width (default 320)")
     add_node_option(parser, "--num-samples", "num_samples", "K, samples per image")
-    add_node_option(parser, "--flip-samples", "flip_samples", "half of the K codes decoded on the mirrored image")
+    add_flip_option(parser)
     parser.add_argument("--checkpoint", default="", help="model (default: the bundled demo model)")
     parser.add_argument("--device", default="cpu", help="torch device of the node (default cpu)")
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of the nodes (default: unset)")

@@ -35,14 +35,14 @@ def peak_rss_mb() -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from latent_segmentation_ros.core.parameter_options import add_node_option
+    from latent_segmentation_ros.core.parameter_options import add_flip_option, add_node_option
 
     parser.add_argument("--frames", type=int, default=2000, help="frames per camera in the bag (default 2000)")
     parser.add_argument("--height", type=int, default=240, help="image height (default 240)")
     parser.add_argument("--width", type=int, default=320, help="image width (default 320)")
     parser.add_argument("--checkpoint", default=None, help="model checkpoint (default: the bundled demo model)")
     add_node_option(parser, "--samples", "num_samples", "samples K per image")
-    add_node_option(parser, "--flip-samples", "flip_samples", "half of the K codes decoded on the mirrored image")
+    add_flip_option(parser)
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"], help="bag storage (default mcap)")
     parser.add_argument("--seed", type=int, default=0, help="scene seed (default 0)")

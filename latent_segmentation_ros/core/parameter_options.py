@@ -50,6 +50,11 @@ def add_node_option(
     return action
 
 
+def add_flip_option(parser: argparse.ArgumentParser) -> argparse.Action:
+    """--flip-samples / --no-flip-samples: the node's flip_samples, the same on every command."""
+    return add_node_option(parser, "--flip-samples", "flip_samples", "half of the K codes decoded on the mirrored image")
+
+
 def add_gripper_options(parser: argparse.ArgumentParser) -> None:
     """--gripper-radius and --circles of the simulated gripper of the double-pick metric."""
     parser.add_argument(

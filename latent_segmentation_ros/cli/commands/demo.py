@@ -13,7 +13,7 @@ COMPARISON = "double_pick_comparison"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from latent_segmentation_ros.core.parameter_options import add_gripper_options, add_node_option
+    from latent_segmentation_ros.core.parameter_options import add_flip_option, add_gripper_options, add_node_option
 
     parser.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
     parser.add_argument("--frames", type=int, default=24, help="frames per camera (default 24)")
@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="MaskRCNN checkpoint (latent_dim = 0) to compare with "
                              "(default: the bundled models/demo/maskrcnn_baseline.safetensors, if present)")
     add_node_option(parser, "--samples", "num_samples", "samples K per image")
-    add_node_option(parser, "--flip-samples", "flip_samples", "half of the K codes decoded on the mirrored image")
+    add_flip_option(parser)
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     add_gripper_options(parser)
 

@@ -7,7 +7,7 @@ HELP = "evaluate a checkpoint (and a MaskRCNN baseline) on COCO data: Table I/II
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from latent_segmentation_ros.core.parameter_options import add_gripper_options, add_node_option
+    from latent_segmentation_ros.core.parameter_options import add_flip_option, add_gripper_options, add_node_option
 
     parser.add_argument("--checkpoint", required=True, help="Latent-MaskRCNN checkpoint (.safetensors)")
     parser.add_argument("--data", required=True,
@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--annotations", help="annotation file (default DATA/annotations.json)")
     parser.add_argument("--images", help="image folder (default DATA/images)")
     add_node_option(parser, "--samples", "num_samples", "K, latent samples per image")
-    add_node_option(parser, "--flip-samples", "flip_samples", "half of the K codes decoded on the mirrored image")
+    add_flip_option(parser)
     add_node_option(parser, "--p", "p", "confidence requirement of the table rows")
     parser.add_argument("--p-values", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0",
                         help="comma-separated p values for Fig. 5 and Fig. 8 (default 0.1 to 1.0)")

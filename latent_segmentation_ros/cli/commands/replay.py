@@ -8,7 +8,7 @@ HELP = "replay a two-camera rosbag2 through the pipeline: output bag, metrics re
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser, with_mode: bool = True) -> None:
     """Options shared by replay and sweep-p; the defaults are the node's parameters."""
-    from latent_segmentation_ros.core.parameter_options import add_gripper_options, add_node_option
+    from latent_segmentation_ros.core.parameter_options import add_flip_option, add_gripper_options, add_node_option
 
     parser.add_argument("--bag", required=True, help="input rosbag2 (directory, or .mcap/.db3 file)")
     parser.add_argument("--out", required=True, help="output folder (report, pictures, output bag)")
@@ -17,7 +17,7 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser, with_mode: bool = Tr
         add_node_option(parser, "--mode", "mode", "aggregation mode")
         add_node_option(parser, "--p", "p", "confidence requirement in (0, 1]")
     add_node_option(parser, "--samples", "num_samples", "samples K per image")
-    add_node_option(parser, "--flip-samples", "flip_samples", "half of the K codes decoded on the mirrored image")
+    add_flip_option(parser)
     add_node_option(parser, "--score-threshold", "score_threshold", "detections at or below this score are ignored")
     parser.add_argument("--device", default="cpu",
                         help="torch device: cpu (default; the node's auto picks cuda when available), auto, cuda, cuda:N")
