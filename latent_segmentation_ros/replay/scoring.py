@@ -81,18 +81,36 @@ def grasp_against_truth(
     truth when its whole disk lies inside one ground-truth item; the grasp is a double pick
     when its active cups touch two or more ground-truth items.
     """
+    overlap, disk_area = _active_cup_overlap(grasp, cup_radius, truth_masks)
+    if overlap.size == 0:
+        return 0, 0, False
+    sealed = int(np.sum(np.any(overlap == disk_area[:, None], axis=1) & (disk_area > 0)))
+    touched = int(np.sum(np.any(overlap > 0, axis=0)))
+    return sealed, touched, touched >= 2
+
+
+def grasp_items_touched(grasp: GraspCandidate, cup_radius: float, truth_masks: np.ndarray) -> np.ndarray:
+    """Indices of the ground-truth items that the grasp's active (sealed) cups touch."""
+    overlap, _ = _active_cup_overlap(grasp, cup_radius, truth_masks)
+    if overlap.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(np.any(overlap > 0, axis=0))
+
+
+def _active_cup_overlap(
+    grasp: GraspCandidate, cup_radius: float, truth_masks: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels each active cup shares with each item ``[C, G]``, and each cup's disk area ``[C]``
+    (both empty when no cup is active or there is no item)."""
     from latent_segmentation_ros.core.grasp_planner import cup_disks
 
     truth_masks = np.asarray(truth_masks, dtype=bool)
     active = np.asarray(grasp.cup_centers, dtype=np.float64).reshape(-1, 2)[np.asarray(grasp.cup_sealed, dtype=bool)]
     if active.shape[0] == 0 or truth_masks.shape[0] == 0:
-        return 0, 0, False
+        return np.zeros((0, 0), dtype=np.int64), np.zeros(0, dtype=np.int64)
     disks = cup_disks(active, cup_radius, truth_masks.shape[1:])  # [C, H, W]
     overlap = np.einsum("chw,ghw->cg", disks.astype(np.int32), truth_masks.astype(np.int32))
-    disk_area = disks.reshape(disks.shape[0], -1).sum(axis=1)
-    sealed = int(np.sum(np.any(overlap == disk_area[:, None], axis=1) & (disk_area > 0)))
-    touched = int(np.sum(np.any(overlap > 0, axis=0)))
-    return sealed, touched, touched >= 2
+    return overlap, disks.reshape(disks.shape[0], -1).sum(axis=1)
 
 
 class Scorer:

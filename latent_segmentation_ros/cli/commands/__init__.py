@@ -13,6 +13,7 @@ COMMAND_MODULES = {
     "make-bag": "make_bag",
     "replay": "replay",
     "sweep-p": "sweep_p",
+    "grasp-causes": "grasp_causes",
     "score": "score",
     "bench": "bench",
     "demo": "demo",

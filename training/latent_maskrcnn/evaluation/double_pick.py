@@ -194,11 +194,13 @@ class PickCauses:
         }
 
 
-def _normal_kind(kind) -> str:
+def normal_kind(kind: object) -> str:
+    """A data set's ``ambiguity`` field as one of `KINDS` (anything else is ``unknown``)."""
     return kind if isinstance(kind, str) and kind in KINDS else UNKNOWN
 
 
-def _cause(touched_kinds: list[str]) -> str:
+def cause_of(touched_kinds: list[str]) -> str:
+    """The `CAUSES` entry of a double pick from the (normal) kinds of the items it touches."""
     if touched_kinds.count("pair_half") >= 2:
         return "pair_seam"
     present = set(touched_kinds)
@@ -236,14 +238,14 @@ def classify_picks(
         kinds = None
     if kinds is None:
         result.images_without_kinds = 1
-    names = [UNKNOWN] * ground_truth_masks.shape[0] if kinds is None else [_normal_kind(k) for k in kinds]
+    names = [UNKNOWN] * ground_truth_masks.shape[0] if kinds is None else [normal_kind(k) for k in kinds]
     doubles = torch.nonzero(single & (count > 1)).flatten()
     if doubles.numel():
         # group identical touched sets: a few distinct sets per image
         patterns, frequency = torch.unique(touched[:, doubles].T, dim=0, return_counts=True)
         for pattern, times in zip(patterns, frequency.tolist()):
             touched_kinds = sorted(names[g] for g in torch.nonzero(pattern).flatten().tolist())
-            result.causes[_cause(touched_kinds)] += times
+            result.causes[cause_of(touched_kinds)] += times
             for kind in set(touched_kinds):
                 result.kinds[kind] += times
             key = "+".join(touched_kinds)
