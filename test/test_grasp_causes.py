@@ -80,6 +80,7 @@ def test_only_sealed_cups_lift_and_a_grasp_on_floor_is_no_item():
     (["glare_stripe", "plain", "plain"], "glare_stripe", "glare_stripe+plain"),
     (["film_bag", "under_film", "plain"], "film", "film_bag+under_film"),
     (None, "unknown", "unknown+unknown"),                                  # data without kinds
+    (["plain", "plain"], "unknown", "unknown+unknown"),                    # kinds that do not line up
 ])
 def test_causes_follow_the_kinds_of_the_lifted_items(kinds, cause, combination):
     counts = GraspCauseCounts()

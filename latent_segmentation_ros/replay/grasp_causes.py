@@ -9,9 +9,10 @@ of the simulated circles (`latent_maskrcnn.evaluation.double_pick.CAUSES`).
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from latent_segmentation_ros.replay.runner import PairSetup, _Progress
 from latent_segmentation_ros.replay.scoring import grasp_items_touched
 from latent_segmentation_ros.replay.sweep import BASELINE, METHOD_LABELS, PRIOR_MEAN
 
+LOGGER = logging.getLogger(__name__)
 CONFIDENCE_MASK = "confidence_mask"
 SCENE_CAMERA = "scene"
 
@@ -44,7 +46,12 @@ class GraspCauseCounts:
 
     def add(self, chosen: GraspCandidate | None, cup_radius: float, truth_masks: np.ndarray,
             kinds: list[str | None] | None) -> None:
-        """Count one scene's chosen grasp (None: the planner found none)."""
+        """Count one scene's chosen grasp (None: the planner found none). ``kinds`` that do not
+        line up with the masks count as unknown, as in `classify_picks`."""
+        if kinds is not None and len(kinds) != len(truth_masks):
+            LOGGER.warning("%d ambiguity kinds for %d ground-truth masks; this grasp's items count as unknown",
+                           len(kinds), len(truth_masks))
+            kinds = None
         self.scenes += 1
         if chosen is None or not np.any(np.asarray(chosen.cup_sealed, dtype=bool)):
             self.no_grasp += 1
@@ -112,19 +119,16 @@ def trace_grasps(
             kinds = instance_kinds(dataset, index, target)
             scenes_without_kinds += kinds is None
             rgb = [scene_rgb(image)]
-
-            def count(method: str, results: Iterable[Any]) -> None:
-                (result,) = results
-                grasps = setup.planner.plan_result(result)
-                counts[method].add(grasps[0] if grasps else None, setup.cup_radius, truth_masks, kinds)
-
             pipeline.update_settings(mode=CONFIDENCE_MASK, p=p)
-            count(CONFIDENCE_MASK, pipeline.process(rgb, cameras))
+            scene_results = {CONFIDENCE_MASK: pipeline.process(rgb, cameras)}
             if include_prior_mean:
                 pipeline.set_mode(PRIOR_MEAN)
-                count(PRIOR_MEAN, pipeline.refresh())
+                scene_results[PRIOR_MEAN] = pipeline.refresh()
             if baseline is not None:
-                count(BASELINE, baseline.process(rgb, cameras))
+                scene_results[BASELINE] = baseline.process(rgb, cameras)
+            for method, (result,) in scene_results.items():
+                grasps = setup.planner.plan_result(result)
+                counts[method].add(grasps[0] if grasps else None, setup.cup_radius, truth_masks, kinds)
             bar.update()
     finally:
         bar.close()
