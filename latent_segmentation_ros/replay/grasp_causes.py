@@ -20,7 +20,7 @@ from latent_maskrcnn.evaluation.double_pick import CAUSES, cause_of, normal_kind
 from latent_segmentation_ros.core.results import GraspCandidate
 from latent_segmentation_ros.replay.runner import PairSetup, _Progress
 from latent_segmentation_ros.replay.scoring import grasp_items_touched
-from latent_segmentation_ros.replay.sweep import BASELINE, METHOD_LABELS, PRIOR_MEAN
+from latent_segmentation_ros.replay.sweep import BASELINE, METHOD_LABELS, PRIOR_MEAN, share_cell
 
 LOGGER = logging.getLogger(__name__)
 CONFIDENCE_MASK = "confidence_mask"
@@ -153,10 +153,9 @@ def grasp_causes_table(result: dict[str, Any]) -> str:
     header = ["method", "grasps", "no grasp", "on no item", "double picks", *CAUSES]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for method, summary in result["methods"].items():
-        rate = summary["double_pick_rate"]
-        share = "n/a" if rate is None else f"{summary['double_picks']} ({100 * rate:.1f} %)"
         cells = [method_name(method, result["p"]), str(summary["grasps"]), str(summary["no_grasp"]),
-                 str(summary["on_no_item"]), share, *(str(summary["causes"][cause]) for cause in CAUSES)]
+                 str(summary["on_no_item"]), share_cell(summary["double_picks"], summary["grasps"]),
+                 *(str(summary["causes"][cause]) for cause in CAUSES)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

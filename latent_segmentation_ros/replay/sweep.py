@@ -91,6 +91,7 @@ def sweep_p(options: SweepOptions, setup: PairSetup, baseline: Any | None = None
 
     ``baseline``: a pipeline from :func:`load_baseline` (or any `PerceptionPipeline` of a plain
     MaskRCNN), scored as one more method with the same circles and planner."""
+    from latent_maskrcnn.evaluation.double_pick import double_pick_rate_on_items
     from latent_segmentation_ros.core.messages import (
         build_confidence_mask_array,
         build_grasp_candidate_array,
@@ -178,9 +179,7 @@ def sweep_p(options: SweepOptions, setup: PairSetup, baseline: Any | None = None
             "pickable_area": summary["pickable_area"],
             "false_positive_picks": false_positives[key],
             "false_positive_rate": false_positives[key] / picks if picks else None,
-            # D over the circles that touch an item: more predictions on empty floor lower D / N, not this
-            "double_pick_rate_on_items": (summary["double_picks"] / (picks - false_positives[key])
-                                          if picks > false_positives[key] else None),
+            "double_pick_rate_on_items": double_pick_rate_on_items(summary["double_picks"], picks, false_positives[key]),
             "mr_at_hp": summary["mr_at_hp"],
             "mean_sealed_cups": summary["mean_sealed_cups"],
             "mean_sealed_cups_on_truth": summary["mean_sealed_cups_on_truth"],
@@ -239,7 +238,8 @@ def _num(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def _share(part: int, whole: int) -> str:
+def share_cell(part: int, whole: int) -> str:
+    """``part/whole (x %)``: a share with the counts behind it."""
     return f"{part}/{whole}" + ("" if not whole else f" ({100 * part / whole:.1f} %)")
 
 
@@ -254,7 +254,7 @@ def sweep_table(result: dict[str, Any]) -> str:
             f"| {name} | {_pct(row['double_pick_rate'])} | {_num(row['pickable_area'])} | "
             f"{_pct(row.get('false_positive_rate'))} | {_num(row['mr_at_hp'])} | "
             f"{_num(row['mean_sealed_cups'], 2)} | "
-            f"{_share(row.get('grasp_double_picks', 0), row.get('grasps_scored', 0))} |"
+            f"{share_cell(row.get('grasp_double_picks', 0), row.get('grasps_scored', 0))} |"
         )
     return "\n".join(lines)
 
@@ -285,7 +285,7 @@ def comparison_table(result: dict[str, Any], p: float, markdown: bool = False) -
             name,
             f"{_pct(row['double_pick_rate'])} ({row['double_picks']}/{row['picks']})",
             _num(row["pickable_area"]),
-            _share(row["grasp_double_picks"], row["grasps_scored"]),
+            share_cell(row["grasp_double_picks"], row["grasps_scored"]),
             f"{_pct(row['false_positive_rate'])} ({row['false_positive_picks']}/{row['picks']})",
             _pct(row.get("double_pick_rate_on_items")),
         ))

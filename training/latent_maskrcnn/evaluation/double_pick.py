@@ -177,13 +177,11 @@ class PickCauses:
         def rate(count: int) -> float | None:
             return count / self.picks if self.picks else None
 
-        on_items = self.picks - self.false_positives
-
         return {
             "picks": self.picks,
             "double_picks": self.double_picks,
             "double_pick_rate": rate(self.double_picks),
-            "double_pick_rate_on_items": self.double_picks / on_items if on_items else None,
+            "double_pick_rate_on_items": double_pick_rate_on_items(self.double_picks, self.picks, self.false_positives),
             "false_positives": self.false_positives,
             "false_positive_rate": rate(self.false_positives),
             "causes": {cause: {"count": count, "rate": rate(count)} for cause, count in self.causes.items()},
@@ -192,6 +190,13 @@ class PickCauses:
             "images": self.images,
             "images_without_kinds": self.images_without_kinds,
         }
+
+
+def double_pick_rate_on_items(double_picks: int, picks: int, false_positives: int) -> float | None:
+    """D over the circles of N that touch an item (None when none does): the paper's D / N counts
+    circles on empty floor in N, so a model that adds predictions there lowers D / N, not this."""
+    on_items = picks - false_positives
+    return double_picks / on_items if on_items > 0 else None
 
 
 def normal_kind(kind: object) -> str:
