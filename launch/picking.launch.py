@@ -6,14 +6,18 @@
 
 Parameters come from ``config`` (default: the package's config/picking.yaml); the launch
 arguments below override the file only when given a non-empty value. Tune p live with
-``ros2 param set /latent_segmentation p 0.95``.
+``ros2 param set /latent_segmentation p 0.95``. When either node ends while the launch runs
+(e.g. a checkpoint that does not load), the launch stops the other and exits with code 1.
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler
+from launch.event_handlers import OnProcessExit
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
+
+from latent_segmentation_ros.core.launch_decisions import LaunchFailure, unexpected_exit
 
 PACKAGE = "latent_segmentation_ros"
 
@@ -31,6 +35,14 @@ ARGUMENTS = [
 ]
 
 
+def _on_node_exit(event, context):
+    """A node that ends while the launch runs (e.g. the segmentation node refusing a checkpoint
+    or device:=cuda without CUDA) ends the launch: the other node is stopped, exit code 1."""
+    error = unexpected_exit(event.process_name, event.returncode, context.is_shutdown)
+    if error is not None:
+        raise LaunchFailure(error)
+
+
 def _nodes(context, *args, **kwargs):
     """Both nodes, with overrides only for the launch arguments that were given."""
     value = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
@@ -44,10 +56,10 @@ def _nodes(context, *args, **kwargs):
             segmentation_overrides[name] = ParameterValue(LaunchConfiguration(name), value_type=str)
     if value["left_image_topic"] or value["right_image_topic"]:
         if not (value["left_image_topic"] and value["right_image_topic"]):
-            raise RuntimeError("give both left_image_topic and right_image_topic, or neither")
+            raise LaunchFailure("give both left_image_topic and right_image_topic, or neither")
         segmentation_overrides["camera_topics"] = [value["left_image_topic"], value["right_image_topic"]]
     ros_arguments = ["--log-level", value["log_level"]]
-    return [
+    nodes = [
         Node(
             package=PACKAGE,
             executable="segmentation_node",
@@ -69,6 +81,7 @@ def _nodes(context, *args, **kwargs):
             emulate_tty=True,
         ),
     ]
+    return nodes + [RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_on_node_exit)) for node in nodes]
 
 
 def generate_launch_description() -> LaunchDescription:

@@ -5,17 +5,27 @@
 
 Plays the bag with ``ros2 bag play --clock`` (simulated time from the bag), runs the
 segmentation and grasp nodes with ``use_sim_time``, records their outputs with
-``ros2 bag record``, and shuts everything down shortly after the bag has finished. Unlike the
+``ros2 bag record``, and shuts everything down shortly after the bag has finished. The
+player's exit code decides the outcome: 0 logs where the outputs are and exits 0; a player that
+fails (e.g. rosbag2 not installed), or a node or the recorder that ends while the bag plays,
+ends the launch at once with the reason and exit code 1. ``out`` defaults to a new folder in
+the current directory, never beside the input bag. Unlike the
 offline ``latent-seg replay`` this exercises the live path: QoS, synchronisation, drops under
 load and real latency.
 """
+import os
+import shutil
+from datetime import datetime
+
 from launch import LaunchDescription
 from launch.actions import (
     DeclareLaunchArgument,
     EmitEvent,
     ExecuteProcess,
     LogInfo,
+    OpaqueFunction,
     RegisterEventHandler,
+    SetLaunchConfiguration,
     TimerAction,
 )
 from launch.event_handlers import OnProcessExit
@@ -24,7 +34,46 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+from latent_segmentation_ros.core.launch_decisions import (
+    DRAIN_S,
+    LaunchFailure,
+    live_output,
+    player_outcome,
+    require_programs,
+    unexpected_exit,
+)
+
 PACKAGE = "latent_segmentation_ros"
+
+
+def _prepare(context, *args, **kwargs):
+    """Before anything starts: ``ros2`` must exist, and ``out`` is made concrete (the given
+    folder, or a new one in the current directory; an existing folder ends the launch at once)."""
+    require_programs({"ros2": shutil.which("ros2")})
+    out = live_output(LaunchConfiguration("out").perform(context), LaunchConfiguration("bag").perform(context),
+                      datetime.now(), os.getcwd())
+    return [SetLaunchConfiguration("out", str(out))]
+
+
+def _on_player_exit(event, context):
+    """The player's exit code decides: 0 -> log, record a little longer, shut down (exit 0);
+    anything else -> the launch ends with that error (exit 1)."""
+    outcome = player_outcome(event.returncode, LaunchConfiguration("out").perform(context), context.is_shutdown)
+    if outcome is None:
+        return None
+    if not outcome.succeeded:
+        raise LaunchFailure(outcome.message)
+    return [
+        LogInfo(msg=outcome.message),
+        TimerAction(period=DRAIN_S, actions=[EmitEvent(event=Shutdown(reason="bag replay finished"))]),
+    ]
+
+
+def _on_process_exit(event, context):
+    """A node or the recorder ending before the launch stops them ends the launch with an error."""
+    error = unexpected_exit(event.process_name, event.returncode, context.is_shutdown)
+    if error is not None:
+        raise LaunchFailure(error)
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -36,7 +85,9 @@ def generate_launch_description() -> LaunchDescription:
     arguments = [
         DeclareLaunchArgument("bag", description="rosbag2 to play (directory, or .mcap/.db3 file)"),
         DeclareLaunchArgument(
-            "out", default_value=[bag, "_live"], description="bag directory to record the node outputs into"
+            "out", default_value="",
+            description="new bag directory to record the node outputs into (empty: <bag name>_live_<time> in the "
+                        "current directory)",
         ),
         DeclareLaunchArgument(
             "config",
@@ -82,23 +133,19 @@ def generate_launch_description() -> LaunchDescription:
         cmd=["ros2", "bag", "play", bag, "--clock", "--rate", LaunchConfiguration("rate")],
         output="screen",
     )
-    stop_after_play = RegisterEventHandler(
-        OnProcessExit(
-            target_action=play,
-            on_exit=[
-                LogInfo(msg=["bag finished; outputs recorded in ", out]),
-                # Let the last frames go through the nodes and into the recording.
-                TimerAction(period=5.0, actions=[EmitEvent(event=Shutdown(reason="bag replay finished"))]),
-            ],
-        )
-    )
+    handlers = [RegisterEventHandler(OnProcessExit(target_action=play, on_exit=_on_player_exit))]
+    handlers += [
+        RegisterEventHandler(OnProcessExit(target_action=process, on_exit=_on_process_exit))
+        for process in (segmentation, grasping, record)
+    ]
     return LaunchDescription(
         arguments
+        + [OpaqueFunction(function=_prepare)]
+        + handlers
         + [
             segmentation,
             grasping,
             record,
-            stop_after_play,
             TimerAction(period=LaunchConfiguration("start_delay"), actions=[play]),
         ]
     )

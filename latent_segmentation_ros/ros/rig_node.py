@@ -395,3 +395,39 @@ def stop_all(processes: Sequence[NodeProcess], timeout: float = 10.0) -> dict[st
         if process.returncode is None:
             process.send(signal.SIGINT)
     return {process.name: process.stop(timeout) for process in processes}
+
+
+# What ``ros2 launch FILE name:=value ...`` runs, for machines with launch but without ros2cli.
+LAUNCH_RUNNER = """
+import sys
+from launch import LaunchService
+from launch.actions import IncludeLaunchDescription
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+service = LaunchService(argv=sys.argv[2:])
+source = PythonLaunchDescriptionSource(sys.argv[1])
+arguments = [item.split(":=", 1) for item in sys.argv[2:]]
+service.include_launch_description(IncludeLaunchDescription(source, launch_arguments=arguments))
+sys.exit(service.run())
+"""
+
+
+def start_launch(
+    launch_file: str,
+    arguments: Sequence[str],
+    *,
+    prefix: Path,
+    domain_id: int,
+    log_dir: Path,
+    env: Mapping[str, str] | None = None,
+    threads: int | None = 1,
+) -> NodeProcess:
+    """``share/latent_segmentation_ros/launch/<launch_file>`` of the install with ``name:=value``
+    arguments, as ``ros2 launch`` runs it (launch's LaunchService, exit code included), in its
+    own process group; ``env`` entries go on top of the nodes' environment."""
+    path = prefix / "share" / PACKAGE / "launch" / launch_file
+    environment = node_environment(domain_id, prefix, threads)
+    environment.update(env or {})
+    log_dir = Path(log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-c", LAUNCH_RUNNER, str(path), *arguments]
+    return NodeProcess(launch_file, argv, environment, log_dir / f"{launch_file}.log", log_dir)
