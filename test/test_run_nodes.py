@@ -77,6 +77,22 @@ def test_a_bad_argument_exits_2_before_starting_anything():
     assert result.returncode == 2 and "unknown argument 'bogus'" in result.stderr
 
 
+def test_without_ros_set_up_it_says_in_one_line_what_to_build_or_source(tmp_path):
+    # A shell without `source tools/ros2_env.sh`: the package imports from the checkout (no
+    # generated messages there), ROS 2's paths are absent.
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("PYTHONPATH", "AMENT_PREFIX_PATH", "LD_LIBRARY_PATH", "CMAKE_PREFIX_PATH")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "training")])  # this checkout's sources
+    done = subprocess.run([sys.executable, "-m", "latent_segmentation_ros.cli", "nodes", "device:=cpu"],
+                          capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "ROS 2 is not set up in this shell" in lines[0]
+    assert "make ros2" in lines[0] and "source tools/ros2_env.sh" in lines[0]
+    assert not done.stdout
+
+
 class Run:
     """`python -m latent_segmentation_ros.ros.run_nodes ...` in a session of its own, output collected."""
 
@@ -140,7 +156,7 @@ def test_a_checkpoint_that_does_not_load_ends_the_run_with_exit_1(ros_built, ros
         output = run.output()
         assert code == 1, output[-3000:]
         assert f"cannot load checkpoint {missing}: no such file" in output
-        assert "segmentation_node ended by itself with exit code 1" in output
+        assert "segmentation_node exited with code 1 while the launch was running; stopping the launch" in output
         assert "Traceback" not in output, output
     finally:
         run.stop()

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from latent_segmentation_ros.core.launch_decisions import unexpected_exit
 from latent_segmentation_ros.core.resources import find_resource
 from latent_segmentation_ros.core.signals import install_shutdown_handlers
 
@@ -35,6 +36,7 @@ NODES = (("segmentation_node", "latent_segmentation"), ("grasp_node", "suction_g
 POLL_S = 0.1
 STOP_WAIT_S = 10.0  # after the forwarded signal, before SIGTERM; as long again before SIGKILL
 CHILD_FLAG = "--node"
+CHECK_FLAG = "--check-ros"
 MODULE = "latent_segmentation_ros.ros.run_nodes"
 
 
@@ -143,7 +145,7 @@ def supervise(processes: list[tuple[str, subprocess.Popen]]) -> int:
     codes = _stop(processes, forwarded)
     if ended_early is not None and not shutdown.requested:
         executable, code = ended_early
-        print(f"[run_nodes] {executable} ended by itself with exit code {code}; stopped the other node",
+        print(f"[run_nodes] {unexpected_exit(executable, code, shutting_down=False)}",
               file=sys.stderr)
         return code if code > 0 else 1
     failed = {executable: code for executable, code in codes.items() if code != 0}
@@ -168,15 +170,45 @@ def _stop(processes: list[tuple[str, subprocess.Popen]], first: int) -> dict[str
     return {executable: process.wait() for executable, process in processes}
 
 
+def ros_setup_problem() -> str | None:
+    """One line saying what to build or source when rclpy or this package's generated messages
+    do not import (a shell without the workspace sourced), else None."""
+    try:
+        import rclpy  # noqa: F401
+
+        import latent_segmentation_ros.msg  # noqa: F401
+    except ImportError as error:
+        cause = (str(error).splitlines() or [type(error).__name__])[0]
+        return (
+            f"ROS 2 is not set up in this shell ({cause}): build the messages (`make ros2`, or colcon build "
+            "in your workspace) and source the environment (`source tools/ros2_env.sh`, or your workspace's "
+            "install/setup.bash)"
+        )
+    return None
+
+
+def child_setup_problem() -> str | None:
+    """:func:`ros_setup_problem` as the nodes will see it: in a Python started like them (-P:
+    a source checkout in the working directory does not count)."""
+    done = subprocess.run([sys.executable, "-P", "-m", MODULE, CHECK_FLAG], capture_output=True, text=True)
+    if done.returncode == 0:
+        return None
+    return (done.stderr.strip().splitlines() or [f"the environment check failed with exit code {done.returncode}"])[-1]
+
+
 def run_child(executable: str, ros_args: list[str]) -> int:
     """One node in this process: handlers first (a signal during the imports ends it cleanly)."""
     install_shutdown_handlers()
+    if executable not in dict(NODES):
+        raise ArgumentError(f"unknown node executable {executable!r}")
+    problem = ros_setup_problem()
+    if problem:
+        print(f"[{executable}] {problem}", file=sys.stderr)
+        return 2
     if executable == "segmentation_node":
         from latent_segmentation_ros.ros.segmentation_node import main
-    elif executable == "grasp_node":
-        from latent_segmentation_ros.ros.grasp_node import main
     else:
-        raise ArgumentError(f"unknown node executable {executable!r}")
+        from latent_segmentation_ros.ros.grasp_node import main
     return main([executable, *ros_args])
 
 
@@ -187,6 +219,11 @@ def show_arguments(known: Sequence[LaunchArgument]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     install_shutdown_handlers()  # before anything slow: Ctrl-C at any moment ends cleanly
+    if argv[:1] == [CHECK_FLAG]:
+        problem = ros_setup_problem()
+        if problem:
+            print(problem, file=sys.stderr)
+        return 2 if problem else 0
     if argv[:1] == [CHILD_FLAG]:
         if len(argv) < 2:
             print(f"{CHILD_FLAG} needs a node executable name", file=sys.stderr)
@@ -197,7 +234,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "--show-args" in argv or "-s" in argv:
             print("Arguments (name:=default):\n" + show_arguments(known))
             return 0
-        processes = start_nodes(parse_arguments(argv, known))
+        values = parse_arguments(argv, known)
+        problem = child_setup_problem()
+        if problem:
+            print(f"[run_nodes] {problem}", file=sys.stderr)
+            return 2
+        processes = start_nodes(values)
     except (ArgumentError, FileNotFoundError) as error:
         print(f"[run_nodes] {error}", file=sys.stderr)
         return 2
