@@ -17,6 +17,7 @@ BENCHMARKS = {
     "aggregate": "latent_maskrcnn.bench.aggregate",
     "replay": "latent_segmentation_ros.bench.replay",
     "node": "latent_segmentation_ros.bench.node",
+    "startup": "latent_segmentation_ros.bench.startup",
 }
 
 

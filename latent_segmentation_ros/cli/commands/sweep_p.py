@@ -22,13 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def passive_openmp_waits() -> None:
-    """Idle OpenMP threads sleep instead of spinning: on a CPU another process keeps busy, torch's
-    spinning threads made the network more than ten times slower (measured 4.8 s against 0.35 s
-    per pair of the demo model). Takes effect only before torch is imported; a value the user
-    set is kept."""
-    import os
+    """Idle OpenMP threads sleep instead of spinning (see core.cpu_threads); before torch is imported."""
+    from latent_segmentation_ros.core.cpu_threads import passive_openmp_waits as passive
 
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    passive()
 
 
 def run(args: argparse.Namespace) -> int:
