@@ -105,3 +105,22 @@ def test_descriptions_cover_every_parameter():
     assert SEGMENTATION_PARAMETERS["p"].constraints == "0 < value <= 1"
     assert "read-only" in SEGMENTATION_PARAMETERS["checkpoint"].constraints
     assert SEGMENTATION_PARAMETERS["mode"].constraints == "one of: confidence_mask, union_nms, prior_mean"
+
+
+@pytest.mark.parametrize("spec", [s for s in {**SEGMENTATION_PARAMETERS, **GRASP_PARAMETERS}.values()
+                                  if s.descriptor_range() is not None], ids=lambda s: s.name)
+def test_the_descriptor_range_accepts_exactly_what_the_rules_accept(spec):
+    """`ros2 param describe` shows this range and rclpy refuses outside it: its ends must be
+    allowed values and the next values beyond them refused (p: 0 is refused, so not [0, 1])."""
+    low, high = spec.descriptor_range()
+    if spec.kind == "integer":
+        low = math.ceil(low)
+        inside, outside = (int(low), int(high)), (int(low) - 1, int(high) + 1)
+    else:
+        inside, outside = (low, high), (math.nextafter(low, -math.inf), math.nextafter(high, math.inf))
+    for value in inside:
+        assert spec.check([value] if spec.kind.endswith("_array") else value) is None, (spec.name, value)
+    for value in outside:
+        assert spec.check([value] if spec.kind.endswith("_array") else value) is not None, (spec.name, value)
+    if spec.exclusive_minimum:
+        assert low > spec.minimum

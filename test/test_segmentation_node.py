@@ -127,6 +127,24 @@ def test_parameters_refused_and_applied(node):
     assert result.successful and node.core.pipeline.settings.mode == "union_nms"
 
 
+def test_every_refusal_is_logged_and_the_described_range_is_what_is_accepted(node, capfd):
+    (descriptor,) = node.describe_parameters(["p"])
+    (bounds,) = descriptor.floating_point_range
+    assert 0.0 < bounds.from_value < 1e-300 and bounds.to_value == 1.0  # 0 < p <= 1, not [0, 1]
+    (result,) = node.set_parameters([Parameter("p", value=bounds.from_value)])
+    assert result.successful
+    capfd.readouterr()
+    # 0.0, 1.7, -0.5 and NaN are refused by rclpy's range check before the node's own rules run.
+    for value in (0.0, 1.7, -0.5, math.nan):
+        (result,) = node.set_parameters([Parameter("p", value=value)])
+        assert not result.successful, value
+    logged = capfd.readouterr().err
+    for value in ("0.0", "1.7", "-0.5", "nan"):
+        assert f"parameter change refused (p={value})" in logged, logged
+    (result,) = node.set_parameters([Parameter("mode", value="average")])  # the node's own rule
+    assert "parameter change refused (mode='average'): mode must be one of" in capfd.readouterr().err
+
+
 def test_a_published_pair_yields_two_arrays_with_the_source_stamps(node):
     camera = Camera()
     executor = SingleThreadedExecutor()

@@ -75,6 +75,17 @@ class ParameterSpec:
             return f"{self.name} must be at most {self.maximum:g}, got {value:g}"
         return None
 
+    def descriptor_range(self) -> tuple[float, float] | None:
+        """(from, to) for a ParameterDescriptor's range, which is inclusive: an exclusive minimum
+        becomes the next double above it (``ros2 param describe`` then shows a minimum that is
+        allowed, and rclpy's own range check refuses exactly what :meth:`check` refuses)."""
+        if self.minimum is None or self.maximum is None:
+            return None
+        low = float(self.minimum)
+        if self.exclusive_minimum:
+            low = math.nextafter(low, math.inf)
+        return low, float(self.maximum)
+
     @property
     def constraints(self) -> str:
         """The rule in words, for ParameterDescriptor.additional_constraints and the docs."""

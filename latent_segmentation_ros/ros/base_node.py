@@ -86,15 +86,13 @@ def descriptor_for(spec: ParameterSpec) -> ParameterDescriptor:
         additional_constraints=spec.constraints,
         read_only=spec.read_only,
     )
-    if spec.minimum is not None and spec.maximum is not None:
+    bounds = spec.descriptor_range()
+    if bounds is not None:
         if spec.kind == "integer":
-            descriptor.integer_range = [
-                IntegerRange(from_value=int(spec.minimum), to_value=int(spec.maximum), step=1)
-            ]
+            low = math.ceil(bounds[0])  # an exclusive integer minimum: the next integer
+            descriptor.integer_range = [IntegerRange(from_value=int(low), to_value=int(bounds[1]), step=1)]
         elif spec.kind in ("double", "double_array"):
-            descriptor.floating_point_range = [
-                FloatingPointRange(from_value=float(spec.minimum), to_value=float(spec.maximum), step=0.0)
-            ]
+            descriptor.floating_point_range = [FloatingPointRange(from_value=bounds[0], to_value=bounds[1], step=0.0)]
     return descriptor
 
 
@@ -121,6 +119,25 @@ class ParameterizedNode(Node):
         self._input_name = "input"
         self._on_change: Callable[[dict], Any] | None = None
 
+    def set_parameters(self, parameter_list: list) -> list:
+        """rclpy's, with every refusal logged: also those of rclpy's own checks (range, type,
+        read-only), which refuse before the node's callback sees the change."""
+        results = super().set_parameters(parameter_list)
+        for parameter, result in zip(parameter_list, results):
+            self._log_refusal([parameter], result)
+        return results
+
+    def set_parameters_atomically(self, parameter_list: list) -> SetParametersResult:
+        """rclpy's (what the set_parameters services call), with a refusal logged."""
+        result = super().set_parameters_atomically(parameter_list)
+        self._log_refusal(parameter_list, result)
+        return result
+
+    def _log_refusal(self, parameters: list, result: SetParametersResult) -> None:
+        if not result.successful:
+            values = ", ".join(f"{p.name}={p.value!r}" for p in parameters)
+            self.get_logger().warning(f"parameter change refused ({values}): {result.reason}")
+
     def watch_parameters(self, on_change: Callable[[dict], Any]) -> None:
         """Start validating ``ros2 param set`` requests with ``on_change``."""
         self._on_change = on_change
@@ -128,9 +145,7 @@ class ParameterizedNode(Node):
 
     def _on_set_parameters(self, parameters: list) -> SetParametersResult:
         changes = {parameter.name: parameter.value for parameter in parameters}
-        decision = self._on_change(changes)
-        if not decision.accepted:
-            self.get_logger().warning(f"parameter change refused: {decision.reason}")
+        decision = self._on_change(changes)  # a refusal is logged by set_parameters*
         return SetParametersResult(successful=bool(decision.accepted), reason=decision.reason)
 
     def start_diagnostics(self, task_name: str, input_name: str) -> None:
