@@ -136,6 +136,7 @@ def test_score_of_the_output_bag_reproduces_the_replay_report(replayed, tiny_bag
     assert score_rows == replay_rows
     replay_report = json.loads((replayed / "report.json").read_text())
     score_report = json.loads((tmp_path / "score" / "report.json").read_text())
+    assert replay_report["aggregate"].pop("throughput")["pairs"] == 3  # replay's own: it ran the pairs
     assert score_report["aggregate"] == replay_report["aggregate"]
 
 
@@ -262,3 +263,62 @@ def test_chosen_grasps_are_scored_against_the_ground_truth(tiny_bag, checkpoint,
     aggregate = summary.report["aggregate"]
     assert aggregate["grasps"] == chosen
     assert aggregate["grasp_double_picks"] == sum(bool(r["grasp_double_pick"]) for r in rows.values())
+
+
+@pytest.fixture(scope="module")
+def bag_without_truth(tiny_bag, tmp_path_factory):
+    """tiny_bag's camera images only, as a real recording has them (the ground-truth topics dropped)."""
+    path = tmp_path_factory.mktemp("bags") / "no_truth"
+    with BagReader(tiny_bag) as reader, BagWriter(path, TYPESTORE) as writer:
+        images = [t for t in reader.topics if not t.endswith("/ground_truth")]
+        for topic in images:
+            writer.add_topic(topic, reader.topics[topic].msgtype)
+        for raw, message in read_messages(tiny_bag, images):
+            writer.write(raw.topic, raw.log_time_ns, message)
+    return path
+
+
+def test_a_bag_without_ground_truth_reports_unknown_with_pictures_and_throughput(
+        bag_without_truth, checkpoint, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli.main(["replay", "--bag", str(bag_without_truth), "--out", str(out), "--checkpoint", str(checkpoint)]
+                    + PIPELINE_ARGS) == 0
+    printed = capsys.readouterr().out
+    assert "| images with ground truth | 0 |" in printed
+    assert "| grasp double picks | unknown (no ground truth) |" in printed
+    assert "0 (n/a)" not in printed
+    report = json.loads((out / "report.json").read_text())
+    aggregate = report["aggregate"]
+    assert aggregate["images"] == 6 and aggregate["images_with_ground_truth"] == 0
+    assert aggregate["picks"] is None and aggregate["grasp_double_picks"] is None and aggregate["mr_at_hp"] is None
+    throughput = aggregate["throughput"]
+    assert throughput["pairs"] == 3 and throughput["pairs_per_s"] == pytest.approx(3 / throughput["seconds"])
+    assert "throughput [pairs/s]" in printed
+    rows = list(read_frames(out / "frames.jsonl"))
+    assert len(rows) == 6
+    with BagReader(out / "output") as reader:
+        arrays = {}
+        for raw in reader.messages([f"/{camera}/confidence_masks" for camera in CAMERAS]):
+            message = TYPESTORE.deserialize_cdr(raw.data, raw.msgtype)
+            result = confidence_mask_array_to_result(message)
+            arrays[(result.camera, stamp(message.header))] = int(result.masks.any(axis=0).sum()) if len(result.masks) else 0
+    for row in rows:
+        assert row["picks"] is None and row["ground_truth_area"] is None and row["double_pick_rate"] is None
+        assert row["predicted_area"] == arrays[(row["camera"], row["stamp_ns"])]  # the masks' union, not 0
+    assert any(row["predicted_area"] > 0 for row in rows)
+    pictures = report["frame_pictures"]
+    assert pictures and report["worst_frames"] == []
+    assert all((out / p.split("/")[-1]).stat().st_size > 0 for p in pictures)
+    assert "frame (no ground truth):" in printed
+    assert "Frames without ground truth" in (out / "report.md").read_text()
+
+
+def test_max_pairs_counts_every_pair_scored(tiny_bag, checkpoint, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli.main(["replay", "--bag", str(tiny_bag), "--out", str(out), "--checkpoint", str(checkpoint),
+                     "--max-pairs", "2"] + PIPELINE_ARGS) == 0
+    rows = list(read_frames(out / "frames.jsonl"))
+    assert len({row["frame"] for row in rows}) == 2
+    report = json.loads((out / "report.json").read_text())
+    assert report["counts"]["pairs"] == 2 and report["aggregate"]["throughput"]["pairs"] == 2
+    assert "pairs: 2 " in capsys.readouterr().out

@@ -38,11 +38,12 @@ class FrameRecord:
     mr_at_hp: float | None = None
     ar_iog: float | None = None
     map: float | None = None
-    picks: int = 0
-    double_picks: int = 0
+    # None where the image has no ground truth: unknown, not zero.
+    picks: int | None = None
+    double_picks: int | None = None
     double_pick_rate: float | None = None
-    predicted_area: int = 0
-    ground_truth_area: int = 0
+    predicted_area: int = 0  # pixels of the union of the predicted masks (known without ground truth)
+    ground_truth_area: int | None = None
     pickable_area: float | None = None
     grasp_found: bool = False
     grasp_sealed_cups: int | None = None
@@ -113,10 +114,10 @@ class ReportAccumulator:
         self.images_with_ground_truth += 1
         if record.evaluation is not None:
             self.matches.add(record.evaluation)
-        self.picks += record.picks
-        self.double_picks += record.double_picks
+        self.picks += record.picks or 0
+        self.double_picks += record.double_picks or 0
         self.predicted_area += record.predicted_area
-        self.ground_truth_area += record.ground_truth_area
+        self.ground_truth_area += record.ground_truth_area or 0
         if record.grasp_found and record.grasp_double_pick is not None:
             self.grasps_scored += 1
             self.grasp_sealed_cups_on_truth += int(record.grasp_sealed_cups_on_truth or 0)
@@ -134,6 +135,7 @@ class ReportAccumulator:
             mr = _number(metrics.mr_at_hp(pooled))
             ar = _number(metrics.average_recall(pooled, "iog"))
             ap = _number(metrics.average_precision(pooled, "iou"))
+        known = self.images_with_ground_truth > 0  # counts against ground truth: None = unknown
         return {
             "images": self.images,
             "images_with_ground_truth": self.images_with_ground_truth,
@@ -141,15 +143,16 @@ class ReportAccumulator:
             "ar_iog": ar,
             "map": ap,
             "double_pick_rate": self.double_picks / self.picks if self.picks else None,
-            "picks": self.picks,
-            "double_picks": self.double_picks,
+            "picks": self.picks if known else None,
+            "double_picks": self.double_picks if known else None,
             "pickable_area": self.predicted_area / self.ground_truth_area if self.ground_truth_area else None,
             "grasps": self.grasps,
             "mean_sealed_cups": self.grasp_sealed_cups / self.grasps if self.grasps else None,
             "mean_sealed_cups_on_truth": (
                 self.grasp_sealed_cups_on_truth / self.grasps_scored if self.grasps_scored else None
             ),
-            "grasp_double_picks": self.grasp_double_picks,
+            "grasp_double_picks": self.grasp_double_picks if known else None,
+            "grasps_scored": self.grasps_scored,
             "grasp_double_pick_rate": self.grasp_double_picks / self.grasps_scored if self.grasps_scored else None,
             "latency_ms": {
                 "pairs": int(latencies.size),
@@ -197,41 +200,69 @@ class WorstFrames:
         return [(k.record, k.picture) for k in sorted(self._heap, reverse=True)]
 
 
-def draw_overlay(path: Path, record: FrameRecord, picture: dict[str, Any]) -> Path:
-    """PNG: image, predicted masks (colour), ground-truth outlines (white), chosen grasp cups."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Circle
-
-    rgb = np.asarray(picture["rgb"], dtype=np.float32) / 255.0
-    pred = np.asarray(picture["pred_masks"], dtype=bool)
-    truth = np.asarray(picture["truth_masks"], dtype=bool)
-    height, width = rgb.shape[:2]
-    overlay = rgb.copy()
-    colours = plt.get_cmap("tab10")
-    for index in range(pred.shape[0]):
-        colour = np.asarray(colours(index % 10)[:3], dtype=np.float32)
-        overlay[pred[index]] = 0.45 * overlay[pred[index]] + 0.55 * colour
-    figure, axis = plt.subplots(figsize=(width / 80 + 0.5, height / 80 + 0.9), dpi=100)
-    axis.imshow(overlay, interpolation="nearest")
-    for index in range(truth.shape[0]):
-        axis.contour(truth[index].astype(np.float32), levels=[0.5], colors="white", linewidths=0.8)
-    radius = float(picture.get("cup_radius", 0.0))
-    for (u, v), sealed in zip(picture.get("cups", []), picture.get("cup_sealed", [])):
-        axis.add_patch(Circle((u, v), radius, fill=False, linewidth=1.2, edgecolor="lime" if sealed else "red"))
-    parts = [f"{record.camera} frame {record.frame}"]
+def overlay_title(record: FrameRecord) -> str:
+    """What an overlay picture shows about its frame, in words."""
+    parts = [f"{record.camera} frame {record.frame}", f"{record.num_predictions} masks"]
+    if not record.has_ground_truth:
+        parts.append("no ground truth")
     if record.double_pick_rate is not None:
         parts.append(f"double-pick {100 * record.double_pick_rate:.1f}%")
     if record.mr_at_hp is not None:
         parts.append(f"MR@HP {record.mr_at_hp:.2f}")
     if record.grasp_double_pick:
         parts.append("GRASP DOUBLE PICK")
-    axis.set_title(" | ".join(parts), fontsize=8)
+    return " | ".join(parts)
+
+
+def draw_overlay(path: Path, record: FrameRecord, picture: dict[str, Any]) -> Path:
+    """PNG: image, predicted masks (colour), ground-truth outlines (white, where there is ground
+    truth), the chosen grasp's cups (sealed green, idle red); the title wraps to the picture's
+    width and a legend below says what each mark is."""
+    import textwrap
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Circle, Patch
+
+    rgb = np.asarray(picture["rgb"], dtype=np.float32) / 255.0
+    pred = np.asarray(picture["pred_masks"], dtype=bool)
+    truth = None if picture.get("truth_masks") is None else np.asarray(picture["truth_masks"], dtype=bool)
+    height, width = rgb.shape[:2]
+    overlay = rgb.copy()
+    colours = plt.get_cmap("tab10")
+    for index in range(pred.shape[0]):
+        colour = np.asarray(colours(index % 10)[:3], dtype=np.float32)
+        overlay[pred[index]] = 0.45 * overlay[pred[index]] + 0.55 * colour
+    figure_width = max(width / 80 + 0.5, 4.5)  # inches: room for the legend on small images
+    title = textwrap.fill(overlay_title(record), width=max(24, int(figure_width * 13)))
+    title_lines = title.count("\n") + 1
+    figure, axis = plt.subplots(figsize=(figure_width, height / 80 + 0.9 + 0.15 * title_lines), dpi=100)
+    axis.imshow(overlay, interpolation="nearest")
+    handles = [Patch(facecolor=colours(0), label=f"predicted masks ({pred.shape[0]}, one colour each)")]
+    if truth is not None:
+        for index in range(truth.shape[0]):
+            axis.contour(truth[index].astype(np.float32), levels=[0.5], colors="white", linewidths=0.8)
+        handles.append(Line2D([], [], color="white", linewidth=1.5, label="ground-truth items"))
+    radius = float(picture.get("cup_radius", 0.0))
+    cups = list(zip(picture.get("cups", []), picture.get("cup_sealed", [])))
+    for (u, v), sealed in cups:
+        axis.add_patch(Circle((u, v), radius, fill=False, linewidth=1.2, edgecolor="lime" if sealed else "red"))
+    if cups:
+        handles += [
+            Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markeredgecolor="lime", label="sealed cup"),
+            Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markeredgecolor="red", label="idle cup"),
+        ]
+    axis.set_title(title, fontsize=8)
     axis.set_axis_off()
-    figure.tight_layout()
-    figure.savefig(path)
+    legend = figure.legend(handles=handles, loc="lower center", ncol=2, fontsize=6.5, frameon=True)
+    legend.get_frame().set_facecolor("0.45")  # white outlines and lime cups stay visible
+    for text in legend.get_texts():
+        text.set_color("white")
+    figure.tight_layout(rect=(0, 0.12 if len(handles) > 2 else 0.08, 1, 1))
+    figure.savefig(path, bbox_inches="tight", pad_inches=0.08)  # nothing of the title or legend cut off
     plt.close(figure)
     return path
 
@@ -246,37 +277,73 @@ def _fmt(value: Any, percent: bool = False, digits: int = 3) -> str:
     return str(value)
 
 
+NO_TRUTH = "unknown (no ground truth)"
+
+
 def summary_table(summary: dict[str, Any]) -> str:
-    """The aggregate metrics as a Markdown table (also printed on the console)."""
+    """The aggregate metrics as a Markdown table (also printed on the console). Metrics that
+    need ground truth say so where no image had any, instead of a 0 that would mean 'none'."""
     latency = summary.get("latency_ms", {})
+    known = summary["images_with_ground_truth"] > 0
+
+    def truth_cell(text: str) -> str:
+        return text if known else NO_TRUTH
+
+    grasp_rate = _fmt(summary["grasp_double_pick_rate"], percent=True)
     rows = [
-        ("images scored (with ground truth)", f"{summary['images']} ({summary['images_with_ground_truth']})"),
-        ("MR@HP (IoP)", _fmt(summary["mr_at_hp"])),
-        ("AR (IoG)", _fmt(summary["ar_iog"])),
-        ("mAP (IoU)", _fmt(summary["map"])),
-        ("simulated double-pick rate", _fmt(summary["double_pick_rate"], percent=True)),
-        ("pickable area fraction", _fmt(summary["pickable_area"])),
+        ("images", str(summary["images"])),
+        ("images with ground truth", str(summary["images_with_ground_truth"])),
+        ("MR@HP (IoP)", truth_cell(_fmt(summary["mr_at_hp"]))),
+        ("AR (IoG)", truth_cell(_fmt(summary["ar_iog"]))),
+        ("mAP (IoU)", truth_cell(_fmt(summary["map"]))),
+        ("simulated double-pick rate", truth_cell(_fmt(summary["double_pick_rate"], percent=True))),
+        ("pickable area (predicted / ground-truth pixels)", truth_cell(_fmt(summary["pickable_area"]))),
         ("chosen grasps", _fmt(summary["grasps"])),
         ("mean sealed cups (planned)", _fmt(summary["mean_sealed_cups"], digits=2)),
-        ("mean sealed cups (on ground truth)", _fmt(summary["mean_sealed_cups_on_truth"], digits=2)),
-        ("grasp double picks", f"{summary['grasp_double_picks']} ({_fmt(summary['grasp_double_pick_rate'], percent=True)})"),
+        ("mean sealed cups (on ground truth)", truth_cell(_fmt(summary["mean_sealed_cups_on_truth"], digits=2))),
+        ("grasp double picks", truth_cell(f"{summary['grasp_double_picks']} ({grasp_rate})")),
         ("latency per pair, mean / p95 [ms]", f"{_fmt(latency.get('mean'), digits=1)} / {_fmt(latency.get('p95'), digits=1)}"),
     ]
+    throughput = summary.get("throughput")
+    if throughput:
+        rows.append(("throughput [pairs/s]", f"{_fmt(throughput.get('pairs_per_s'), digits=2)} "
+                                             f"({throughput['pairs']} pairs in {throughput['seconds']:.1f} s)"))
     lines = ["| metric | value |", "| --- | --- |"]
     lines += [f"| {name} | {value} |" for name, value in rows]
     return "\n".join(lines)
 
 
+class SampledFrames:
+    """Frames without ground truth, which have no 'worst': up to ``limit`` pictures of frames
+    spread evenly over the ``expected`` frame indices (all cameras of a chosen frame)."""
+
+    def __init__(self, limit: int, expected: int | None, cameras: int = 2) -> None:
+        count = max(0, limit // max(1, cameras))
+        last = max(0, (expected or 1) - 1)
+        self.targets = {round(i * last / (count - 1)) for i in range(count)} if count > 1 else ({0} if count else set())
+        self.kept: list[tuple[FrameRecord, dict[str, Any]]] = []
+        self.limit = limit
+
+    def would_keep(self, record: FrameRecord) -> bool:
+        return not record.has_ground_truth and record.frame in self.targets and len(self.kept) < self.limit
+
+    def offer(self, record: FrameRecord, picture: dict[str, Any]) -> None:
+        if self.would_keep(record):
+            self.kept.append((record, picture))
+
+
 class ReportWriter:
     """Owns the output folder of one evaluation: rows as they come, the report at the end."""
 
-    def __init__(self, out_dir: str | Path, worst_limit: int = 4) -> None:
+    def __init__(self, out_dir: str | Path, worst_limit: int = 4, expected_frames: int | None = None) -> None:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.frames_path = self.out_dir / FRAMES_FILE
         self._frames = self.frames_path.open("w", encoding="utf-8")
         self.accumulator = ReportAccumulator()
         self.worst = WorstFrames(worst_limit)
+        self.sampled = SampledFrames(worst_limit, expected_frames)
+        self.throughput: dict[str, Any] | None = None
 
     def add(self, record: FrameRecord, picture: dict[str, Any] | None = None) -> None:
         self._frames.write(json.dumps(record.as_dict()) + "\n")
@@ -284,9 +351,14 @@ class ReportWriter:
         self.accumulator.add(record)
         if picture is not None:
             self.worst.offer(record, picture)
+            self.sampled.offer(record, picture)
 
     def wants_picture(self, record: FrameRecord) -> bool:
-        return self.worst.would_keep(record)
+        return self.worst.would_keep(record) or self.sampled.would_keep(record)
+
+    def set_throughput(self, pairs: int, seconds: float) -> None:
+        """Pairs processed and the wall time they took (reading, network, scoring, writing)."""
+        self.throughput = {"pairs": pairs, "seconds": seconds, "pairs_per_s": pairs / seconds if seconds > 0 else None}
 
     def finish(self, header: dict[str, Any]) -> dict[str, Any]:
         """Write report.json, report.md and the overlays; returns the report without its rows."""
@@ -295,10 +367,17 @@ class ReportWriter:
         for rank, (record, picture) in enumerate(self.worst.worst_first()):
             name = f"worst_{rank + 1:02d}_{record.camera}_frame{record.frame:05d}.png"
             pictures.append(str(draw_overlay(self.out_dir / name, record, picture)))
+        frame_pictures = [
+            str(draw_overlay(self.out_dir / f"frame{record.frame:05d}_{record.camera}.png", record, picture))
+            for record, picture in self.sampled.kept
+        ]
         summary = self.accumulator.summary()
+        if self.throughput is not None:
+            summary["throughput"] = self.throughput
         report = dict(header)
         report["aggregate"] = summary
         report["worst_frames"] = pictures
+        report["frame_pictures"] = frame_pictures
         report["frames_file"] = str(self.frames_path)
         self._write_json(report)
         (self.out_dir / REPORT_MD).write_text(self._markdown(report), encoding="utf-8")
@@ -333,6 +412,10 @@ class ReportWriter:
         if report["worst_frames"]:
             lines += ["## Worst frames", ""]
             lines += [f"![{Path(p).stem}]({Path(p).name})" for p in report["worst_frames"]]
+            lines.append("")
+        if report.get("frame_pictures"):
+            lines += ["## Frames without ground truth (spread over the bag)", ""]
+            lines += [f"![{Path(p).stem}]({Path(p).name})" for p in report["frame_pictures"]]
             lines.append("")
         lines.append(f"Per-frame metrics: `{REPORT_JSON}` (key `frames`) and `{FRAMES_FILE}`.")
         return "\n".join(lines) + "\n"

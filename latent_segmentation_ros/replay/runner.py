@@ -11,6 +11,7 @@ The written messages are decoded again and scored by :class:`Scorer` (the same p
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,8 +175,10 @@ class PairStream:
                 if len(frames) != len(pair):
                     self.dropped_pairs += 1
                     continue
-                yield tuple(frames), raw.log_time_ns
+                # Counted before handing it out: a consumer that stops after it (--max-pairs) has
+                # used it.
                 self.pairs += 1
+                yield tuple(frames), raw.log_time_ns
         except BagReadError as error:
             self.stopped = {
                 "frame": self.pairs,
@@ -225,8 +228,8 @@ def replay_bag(
         stream = PairStream(reader, typestore, options.image_topics, options.sync)
         truth_topics = ground_truth_topics(reader, dict(zip(stream.cameras, options.image_topics)))
         options.out_dir.mkdir(parents=True, exist_ok=True)
-        report = ReportWriter(options.out_dir, options.worst_frames)
         total = stream.expected_pairs if options.max_pairs is None else min(stream.expected_pairs, options.max_pairs)
+        report = ReportWriter(options.out_dir, options.worst_frames, expected_frames=total)
         progress = _Progress(options.progress, total)
         try:
             with BagWriter(output_bag, typestore, storage=options.output_storage) as writer, GroundTruthStream(
@@ -236,6 +239,7 @@ def replay_bag(
                 for camera in stream.cameras:
                     writer.add_topic(confidence_topic(camera), CONFIDENCE_MASK_ARRAY)
                 writer.add_topic(GRASP_TOPIC, GRASP_CANDIDATE_ARRAY)
+                started = time.perf_counter()
                 for frame_index, (pair, log_time_ns) in enumerate(stream):
                     try:
                         outcome = process_pair([frame.rgb for frame in pair])
@@ -262,13 +266,14 @@ def replay_bag(
                             latency_ms=decoded.inference_time_ms,
                         )
                         picture = None
-                        if truth_masks is not None and report.wants_picture(record):
+                        if report.wants_picture(record):
                             picture = _picture(frame.rgb, decoded, truth_masks, decoded_grasps, cup_radius)
                         report.add(record, picture)
                     progress.update()
                     heap.tick()
                     if options.max_pairs is not None and frame_index + 1 >= options.max_pairs:
                         break
+                report.set_throughput(stream.pairs - failed_pairs, time.perf_counter() - started)
                 truth_error, truth_unreadable = truth.error, truth.unreadable
         finally:
             progress.close()
@@ -294,7 +299,8 @@ def replay_bag(
 
 
 def _picture(
-    rgb: np.ndarray, result: CameraResult, truth_masks: np.ndarray, grasps: list[GraspCandidate], cup_radius: float
+    rgb: np.ndarray, result: CameraResult, truth_masks: np.ndarray | None, grasps: list[GraspCandidate],
+    cup_radius: float,
 ) -> dict[str, Any]:
     chosen = grasps[0] if grasps else None
     return {

@@ -146,6 +146,8 @@ class Scorer:
             record.grasp_sealed_cups = int(chosen.sealed_cups)
             record.grasp_total_cups = int(chosen.total_cups)
         if truth_masks is None:
+            # Known without ground truth; everything measured against it stays None (unknown).
+            record.predicted_area = int(np.asarray(result.masks, dtype=bool).any(axis=0).sum()) if len(result.masks) else 0
             return record
         from latent_maskrcnn.evaluation import metrics
 

@@ -349,7 +349,7 @@ def plot_fig5(rows: list[dict[str, Any]], path: Path) -> Path:
             marker, colour = styles.get(r.get("method", PRIOR_MEAN), ("s", "tab:red"))
             axis.plot([100 * r["double_pick_rate"]], [r["pickable_area"]], marker, color=colour, label=method_label(r))
     axis.set_xlabel("Double pick rate % (lower better)")
-    axis.set_ylabel("Pickable area fraction (higher better)")
+    axis.set_ylabel("Pickable area: predicted / ground-truth item pixels")
     axis.set_title("Double pick rate vs pickable area")
     axis.grid(True, alpha=0.3)
     if axis.get_legend_handles_labels()[0]:

@@ -44,7 +44,9 @@ def sync_policy(args: argparse.Namespace):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_pipeline_arguments(parser)
     parser.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"], help="storage of DIR/output")
-    parser.add_argument("--worst-frames", type=int, default=4, help="overlays of the worst frames to draw (default 4)")
+    parser.add_argument("--worst-frames", type=int, default=4,
+                        help="overlays of the worst frames to draw; without ground truth, of frames spread over the "
+                             "bag (default 4)")
     parser.add_argument("--max-pairs", type=int, default=None, help="stop after this many synchronised pairs")
 
 
@@ -88,3 +90,5 @@ def print_summary(report: dict, out: str) -> None:
     print(f"report: {Path(out) / 'report.md'}")
     for picture in report.get("worst_frames", []):
         print(f"worst frame: {picture}")
+    for picture in report.get("frame_pictures", []):
+        print(f"frame (no ground truth): {picture}")

@@ -45,7 +45,7 @@ def plot_double_pick(report: dict, path: str | Path) -> None:
         axes.text(0.5, 0.5, "no gripper circle fell inside exactly one predicted mask",
                   ha="center", va="center", transform=axes.transAxes, fontsize=9)
     axes.set_xlabel("Double Pick Rate % (lower better)")
-    axes.set_ylabel("Pickable Area Fraction (higher better)")
+    axes.set_ylabel("Pickable area: predicted / ground-truth item pixels")
     axes.set_title("Double Pick Rate VS Pickable Area")
     axes.grid(alpha=0.3)
     if axes.get_legend_handles_labels()[0]:
