@@ -22,7 +22,6 @@ MIRROR_FLAGS.update({"--samples": "num_samples", "--slop": "sync_slop", "--topic
 
 # Options whose flag names a node parameter but which deliberately differ, with the reason.
 NOT_MIRRORS = {
-    "--device": "offline tools run on the CPU unless asked, for reproducible reports",
     "--checkpoint": "None is the bundled demo model, as the node's empty string",
     "--seed": "seeds scenes, circles or benchmark inputs, not the node's latent codes",
 }
@@ -73,6 +72,56 @@ def test_options_mirroring_node_parameters_have_the_tables_default(path: tuple[s
         assert f"(default: the node's {parameter}, {default})" in help_text, (path, flag)
         if NODE_PARAMETERS[parameter].choices:
             assert list(action.choices) == list(NODE_PARAMETERS[parameter].choices)
+
+
+# The options many commands share: one default and one wording each, on every subcommand
+# (latent_maskrcnn's benchmarks included, which spell them out without importing this package).
+COMMON_DEFAULTS = {"--device": "auto", "--threads": None, "--seed": 0, "--storage": "mcap"}
+COMMON_HELP = {
+    "--device": "auto (cuda when available, else cpu), cpu, cuda or cuda:N",
+    "--threads": "torch CPU threads (default: torch's choice, one per core)",
+    "--seed": "(default 0)",
+    "--storage": "mcap or sqlite3 (default mcap)",
+}
+
+
+def _value_options(parser: argparse.ArgumentParser) -> Iterator[tuple[str, argparse.Action]]:
+    """Options that take a value (not flags, not --help, not subcommands)."""
+    for action in parser._actions:
+        if not action.option_strings or action.nargs == 0 or isinstance(action, argparse._SubParsersAction):
+            continue
+        yield action.option_strings[-1], action
+
+
+@pytest.mark.parametrize("path", sorted(PARSERS), ids=lambda path: " ".join(path) or "latent-seg")
+def test_one_rule_for_the_shared_options(path: tuple[str, ...]) -> None:
+    parser = PARSERS[path]
+    for flag, action in _value_options(parser):
+        help_text = " ".join(parser._get_formatter()._expand_help(action).split()) if action.help else ""
+        if flag in COMMON_DEFAULTS:
+            assert action.default == COMMON_DEFAULTS[flag], (path, flag, action.default)
+            assert not action.required, (path, flag)
+            assert COMMON_HELP[flag] in help_text, (path, flag, help_text)
+        if flag == "--storage":
+            assert list(action.choices) == ["mcap", "sqlite3"], path
+        # Every option that takes a value says what it is and what it is when not given.
+        if not action.required:
+            assert "default" in help_text, f"latent-seg {' '.join(path)} {flag}: help does not say its default"
+
+
+def test_each_output_option_says_what_its_command_writes() -> None:
+    outs = {path: " ".join(PARSERS[path]._option_string_actions["--out"].help.split())
+            for path in PARSERS if "--out" in PARSERS[path]._option_string_actions}
+    assert "sweep" in outs[("sweep-p",)] and outs[("sweep-p",)] != outs[("replay",)]
+
+
+def test_threads_and_device_are_on_every_command_that_runs_the_network() -> None:
+    for path in [("replay",), ("sweep-p",), ("demo",), ("evaluate",), ("grasp-causes",), ("probe-latent",),
+                 ("bench", "replay"), ("bench", "model"), ("bench", "aggregate")]:
+        options = PARSERS[path]._option_string_actions
+        assert "--threads" in options, path
+        if path != ("bench", "model") and path != ("probe-latent",):
+            assert "--device" in options, path
 
 
 def test_replay_help_shows_the_nodes_score_threshold(capsys) -> None:

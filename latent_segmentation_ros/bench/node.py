@@ -20,7 +20,12 @@ HELP = "both nodes live over DDS: pairs/s, publish -> masks latency, drops, memo
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from latent_segmentation_ros.core.parameter_options import add_flip_option, add_node_option
+    from latent_segmentation_ros.core.parameter_options import (
+        add_device_option,
+        add_flip_option,
+        add_node_option,
+        add_threads_option,
+    )
 
     parser.add_argument("--rate", type=float, default=8.0, help="camera pairs published per second (default 8)")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of publishing measured (default 30)")
@@ -30,12 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_node_option(parser, "--num-samples", "num_samples", "K, samples per image")
     add_flip_option(parser)
     parser.add_argument("--checkpoint", default="", help="model (default: the bundled demo model)")
-    parser.add_argument("--device", default="cpu", help="torch device of the node (default cpu)")
-    parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of the nodes (default: unset)")
+    add_device_option(parser)
+    add_threads_option(parser)  # the nodes' (OMP_NUM_THREADS)
     parser.add_argument("--domain-id", type=int, default=42, help="ROS_DOMAIN_ID used, on loopback (default 42)")
     parser.add_argument("--install-prefix", default=None, help="colcon install prefix (default: from AMENT_PREFIX_PATH)")
     parser.add_argument("--scenes", type=int, default=8, help="distinct tote scenes cycled through (default 8)")
-    parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON here (default: only print it)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 

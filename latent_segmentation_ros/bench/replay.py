@@ -34,8 +34,21 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
 
 
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from latent_segmentation_ros.core.parameter_options import add_flip_option, add_node_option
+    from latent_segmentation_ros.core.parameter_options import (
+        add_device_option,
+        add_flip_option,
+        add_node_option,
+        add_seed_option,
+        add_storage_option,
+        add_threads_option,
+    )
 
     parser.add_argument("--frames", type=int, default=2000, help="frames per camera in the bag (default 2000)")
     parser.add_argument("--height", type=int, default=240, help="image height (default 240)")
@@ -43,9 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default=None, help="model checkpoint (default: the bundled demo model)")
     add_node_option(parser, "--samples", "num_samples", "samples K per image")
     add_flip_option(parser)
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    parser.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"], help="bag storage (default mcap)")
-    parser.add_argument("--seed", type=int, default=0, help="scene seed (default 0)")
+    add_device_option(parser)
+    add_threads_option(parser)
+    add_storage_option(parser, "bag storage")
+    add_seed_option(parser, "scene seed")
     add_node_option(parser, "--mode", "mode", "aggregation mode")
     parser.add_argument("--without-ground-truth", action="store_true",
                         help="bag without ground truth: replay throughput without the scoring")
@@ -57,8 +71,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from latent_segmentation_ros.replay.runner import ReplayOptions, build_pair_processor, replay_bag
     from latent_segmentation_ros.replay.synthetic_bag import BagTiming, write_synthetic_bag
 
+    from latent_segmentation_ros.core.cpu_threads import configure_torch_cpu
+
     if args.frames < 10:
         raise ValueError(f"bench replay needs at least 10 frames, got {args.frames}")
+    configure_torch_cpu(args.threads)
     with tempfile.TemporaryDirectory(prefix="bench_replay_") as temporary:
         workdir = Path(args.workdir) if args.workdir else Path(temporary)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -105,7 +122,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "image_size": [args.height, args.width],
             "storage": args.storage,
             "ground_truth": not args.without_ground_truth,
-            "device": args.device,
+            "device": setup.header_info["device"],
+            "threads": _torch_threads(),
             "model_id": setup.header_info.get("model_id"),
             "num_samples": setup.header_info.get("num_samples"),
             "bag_bytes": sum(p.stat().st_size for p in bag.iterdir()),

@@ -31,7 +31,7 @@ KERNEL = re.compile(r"compiled aggregation kernel ready after (\d+(?:\.\d+)?) s"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from latent_segmentation_ros.core.parameter_options import add_flip_option, add_node_option
+    from latent_segmentation_ros.core.parameter_options import add_device_option, add_flip_option, add_node_option
 
     parser.add_argument("--repeats", type=int, default=5, help="starts per install (default 5)")
     parser.add_argument("--period", type=float, default=0.1,
@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_node_option(parser, "--num-samples", "num_samples", "K, samples per image")
     add_flip_option(parser)
     parser.add_argument("--checkpoint", default="", help="model (default: the bundled demo model)")
-    add_node_option(parser, "--device", "device", "torch device of the node")
+    add_device_option(parser)
     parser.add_argument("--domain-id", type=int, default=43, help="ROS_DOMAIN_ID used, on loopback (default 43)")
     parser.add_argument("--install-prefix", default=None, help="colcon install prefix (default: from AMENT_PREFIX_PATH)")
     parser.add_argument("--baseline-prefix", default=None,

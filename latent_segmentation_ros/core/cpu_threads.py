@@ -33,3 +33,10 @@ def set_cpu_threads(threads: int | None) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
+
+def configure_torch_cpu(threads: int | None) -> None:
+    """What every command that runs the network does first (``--threads``): passive OpenMP
+    waits, then the thread count. Raises ValueError for a count below 1."""
+    passive_openmp_waits()
+    set_cpu_threads(threads)

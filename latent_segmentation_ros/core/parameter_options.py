@@ -65,3 +65,38 @@ def add_gripper_options(parser: argparse.ArgumentParser) -> None:
         "--circles", type=int, default=SIMULATED_GRIPPER_CIRCLES,
         help="simulated gripper circles per image (default %(default)s)",
     )
+
+
+# One rule for the options many commands share: the same flag has the same default and the same
+# words everywhere (tested over every subcommand's parser in test_cli_defaults.py). The
+# benchmarks of latent_maskrcnn, which never import this package, spell out the same defaults.
+DEVICE_HELP = "torch device: auto (cuda when available, else cpu), cpu, cuda or cuda:N"
+THREADS_HELP = "torch CPU threads (default: torch's choice, one per core)"
+STORAGE_CHOICES = ("mcap", "sqlite3")
+
+
+def _tag(action: argparse.Action, name: str) -> argparse.Action:
+    action.common_option = name  # type: ignore[attr-defined]
+    return action
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> argparse.Action:
+    """--device: the node's ``device`` parameter and its default (auto) on every command."""
+    return add_node_option(parser, "--device", "device", DEVICE_HELP)
+
+
+def add_threads_option(parser: argparse.ArgumentParser) -> argparse.Action:
+    """--threads: torch's intra-op CPU threads; None leaves torch's choice (one per core).
+    Apply it with ``core.cpu_threads.configure_torch_cpu(args.threads)`` before torch runs."""
+    return _tag(parser.add_argument("--threads", type=int, default=None, help=THREADS_HELP), "threads")
+
+
+def add_seed_option(parser: argparse.ArgumentParser, what: str) -> argparse.Action:
+    """--seed, default 0 everywhere: the same command gives the same result unless asked."""
+    return _tag(parser.add_argument("--seed", type=int, default=0, help=f"{what} (default %(default)s)"), "seed")
+
+
+def add_storage_option(parser: argparse.ArgumentParser, what: str) -> argparse.Action:
+    """--storage of a bag the command writes: mcap (default) or sqlite3."""
+    return _tag(parser.add_argument("--storage", default=STORAGE_CHOICES[0], choices=list(STORAGE_CHOICES),
+                                    help=f"{what}: mcap or sqlite3 (default %(default)s)"), "storage")

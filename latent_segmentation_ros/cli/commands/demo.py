@@ -13,11 +13,18 @@ COMPARISON = "double_pick_comparison"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from latent_segmentation_ros.core.parameter_options import add_flip_option, add_gripper_options, add_node_option
+    from latent_segmentation_ros.core.parameter_options import (
+        add_device_option,
+        add_flip_option,
+        add_gripper_options,
+        add_node_option,
+        add_seed_option,
+        add_threads_option,
+    )
 
     parser.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
     parser.add_argument("--frames", type=int, default=24, help="frames per camera (default 24)")
-    parser.add_argument("--seed", type=int, default=0, help="scene seed (default 0)")
+    add_seed_option(parser, "scene seed")
     parser.add_argument("--height", type=int, default=240, help="image height (default 240)")
     parser.add_argument("--width", type=int, default=320, help="image width (default 320)")
     parser.add_argument("--checkpoint", default=None, help="model .safetensors (default: the bundled demo model)")
@@ -26,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: the bundled models/demo/maskrcnn_baseline.safetensors, if present)")
     add_node_option(parser, "--samples", "num_samples", "samples K per image")
     add_flip_option(parser)
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    add_device_option(parser)
+    add_threads_option(parser)
     add_gripper_options(parser)
 
 
@@ -114,9 +122,13 @@ def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from latent_segmentation_ros.cli.commands.sweep_p import passive_openmp_waits
+    from latent_segmentation_ros.core.cpu_threads import configure_torch_cpu
 
-    passive_openmp_waits()
+    try:
+        configure_torch_cpu(args.threads)  # before torch is imported
+    except ValueError as error:
+        print(f"demo: {error}", file=sys.stderr)
+        return 2
     from latent_segmentation_ros.cli.commands.replay import print_summary, scoring_config
     from latent_segmentation_ros.core.resources import DEMO_CHECKPOINT
     from latent_segmentation_ros.replay.bag_io import BagError

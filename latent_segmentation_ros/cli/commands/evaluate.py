@@ -7,12 +7,20 @@ HELP = "evaluate a checkpoint (and a MaskRCNN baseline) on COCO data: Table I/II
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from latent_segmentation_ros.core.parameter_options import add_flip_option, add_gripper_options, add_node_option
+    from latent_segmentation_ros.core.parameter_options import (
+        add_device_option,
+        add_flip_option,
+        add_gripper_options,
+        add_node_option,
+        add_seed_option,
+        add_threads_option,
+    )
 
     parser.add_argument("--checkpoint", required=True, help="Latent-MaskRCNN checkpoint (.safetensors)")
     parser.add_argument("--data", required=True,
                         help="data folder as written by make-dataset (annotations.json and images/)")
-    parser.add_argument("--baseline", help="MaskRCNN checkpoint (a model saved with latent_dim=0) for the MaskRCNN rows")
+    parser.add_argument("--baseline", help="MaskRCNN checkpoint (a model saved with latent_dim=0) for the MaskRCNN rows "
+                                           "(default: none)")
     parser.add_argument("--out", required=True, help="output folder for results.json, results.md and the PNGs")
     parser.add_argument("--annotations", help="annotation file (default DATA/annotations.json)")
     parser.add_argument("--images", help="image folder (default DATA/images)")
@@ -24,16 +32,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_node_option(parser, "--score-threshold", "score_threshold", "detections kept above this score")
     parser.add_argument("--iou-threshold", type=float, default=0.5, help="Union-NMS IoU threshold (default 0.5)")
     add_gripper_options(parser)
-    parser.add_argument("--max-images", type=int, help="evaluate only the first N images")
+    parser.add_argument("--max-images", type=int, help="evaluate only the first N images (default: all)")
     parser.add_argument("--grid-images", type=int, default=3, help="images in samples.png (default 3)")
     parser.add_argument("--no-probe", action="store_true", help="skip the seamless-pair probe")
     parser.add_argument("--probe-iou", type=float, default=0.5,
                         help="probe: IoU for a mask to count as the merged outline or a half (default 0.5)")
     parser.add_argument("--seam-fraction", type=float, default=0.2,
                         help="probe: a mask covers the seam when it holds this fraction of each half (default 0.2)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the latent samples and gripper circles (default 0)")
-    parser.add_argument("--device", default=None, help="torch device (default cuda when available, else cpu)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    add_seed_option(parser, "seed of the latent samples and gripper circles")
+    add_device_option(parser)
+    add_threads_option(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -42,23 +50,21 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from latent_segmentation_ros.cli.commands.sweep_p import passive_openmp_waits
+    from latent_segmentation_ros.core.cpu_threads import configure_torch_cpu
+    from latent_segmentation_ros.core.pipeline import resolve_device
 
-    passive_openmp_waits()  # before torch is imported
-
-    import torch
+    try:
+        configure_torch_cpu(args.threads)  # before torch is imported
+        device = resolve_device(args.device)
+    except ValueError as error:
+        print(f"evaluate: {error}", file=sys.stderr)
+        return 2
 
     from latent_maskrcnn.data.coco_dataset import CocoInstanceDataset, DatasetError
     from latent_maskrcnn.evaluation.runner import EvaluationSettings, run_methods, write_report
     from latent_maskrcnn.model.checkpoint import CheckpointError, load_model
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.threads is not None:
-        if args.threads < 1:
-            print("evaluate: --threads must be at least 1", file=sys.stderr)
-            return 2
-        torch.set_num_threads(args.threads)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     data = Path(args.data)
     try:
         p_values = tuple(float(value) for value in args.p_values.split(",") if value.strip())

@@ -7,21 +7,28 @@ HELP = "trace the planner's chosen grasps on COCO scenes with ambiguity kinds: d
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from latent_segmentation_ros.core.parameter_options import add_flip_option, add_node_option
+    from latent_segmentation_ros.core.parameter_options import (
+        add_device_option,
+        add_flip_option,
+        add_node_option,
+        add_threads_option,
+    )
 
     parser.add_argument("--data", required=True,
                         help="data folder as written by make-dataset (annotations.json and images/)")
     parser.add_argument("--out", required=True, help="output folder for grasp_causes.json and grasp_causes.md")
     parser.add_argument("--checkpoint", default=None, help="model .safetensors (default: the bundled demo model)")
     parser.add_argument("--baseline", default=None,
-                        help="a MaskRCNN checkpoint (latent_dim = 0) traced beside, with the same planner")
+                        help="a MaskRCNN checkpoint (latent_dim = 0) traced beside, with the same planner "
+                             "(default: none)")
     add_node_option(parser, "--p", "p", "confidence requirement of the confidence masks")
     add_node_option(parser, "--samples", "num_samples", "samples K per image")
     add_flip_option(parser)
     add_node_option(parser, "--score-threshold", "score_threshold", "detections at or below this score are ignored")
     parser.add_argument("--no-prior-mean", action="store_true", help="skip the prior mean (one network pass less per scene)")
-    parser.add_argument("--max-scenes", type=int, default=None, help="trace only the first N scenes")
-    parser.add_argument("--device", default="cpu", help="torch device: cpu (default), auto, cuda, cuda:N")
+    parser.add_argument("--max-scenes", type=int, default=None, help="trace only the first N scenes (default: all)")
+    add_device_option(parser)
+    add_threads_option(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -29,9 +36,13 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from latent_segmentation_ros.cli.commands.sweep_p import passive_openmp_waits
+    from latent_segmentation_ros.core.cpu_threads import configure_torch_cpu
 
-    passive_openmp_waits()  # before torch is imported
+    try:
+        configure_torch_cpu(args.threads)  # before torch is imported
+    except ValueError as error:
+        print(f"grasp-causes: {error}", file=sys.stderr)
+        return 2
 
     from latent_maskrcnn.data.coco_dataset import CocoInstanceDataset, DatasetError
     from latent_segmentation_ros.replay.grasp_causes import (

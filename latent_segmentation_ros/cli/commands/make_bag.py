@@ -10,8 +10,10 @@ HELP = "write a synthetic two-camera rosbag2 of tote scenes with per-camera grou
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="bag directory to create (must not exist)")
     parser.add_argument("--frames", type=int, default=100, help="camera frames per camera (default 100)")
-    parser.add_argument("--seed", type=int, default=0, help="scene and timing seed (default 0)")
-    parser.add_argument("--storage", default="mcap", help="rosbag2 storage: mcap (default) or sqlite3")
+    from latent_segmentation_ros.core.parameter_options import add_seed_option, add_storage_option
+
+    add_seed_option(parser, "scene and timing seed")
+    add_storage_option(parser, "rosbag2 storage")
     parser.add_argument("--height", type=int, default=240, help="image height in pixels (default 240)")
     parser.add_argument("--width", type=int, default=320, help="image width in pixels (default 320)")
     parser.add_argument("--rate", type=float, default=8.0, help="camera rate in Hz (default 8)")

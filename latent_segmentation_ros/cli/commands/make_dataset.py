@@ -10,7 +10,9 @@ HELP = "generate synthetic tote scenes with ambiguous labels as a COCO data set 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder (gets annotations.json and images/)")
     parser.add_argument("--images", type=int, required=True, help="number of scenes")
-    parser.add_argument("--seed", type=int, required=True, help="data set seed (same seed, same files)")
+    from latent_segmentation_ros.core.parameter_options import add_seed_option
+
+    add_seed_option(parser, "data set seed: same seed, same files; give training and held-out sets different seeds")
     parser.add_argument("--height", type=int, default=240, help="image height in pixels (default 240)")
     parser.add_argument("--width", type=int, default=320, help="image width in pixels (default 320)")
     parser.add_argument("--views", type=int, default=1, help="overhead cameras per scene (default 1; the cell has 2)")

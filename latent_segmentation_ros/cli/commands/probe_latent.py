@@ -25,8 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--film", action="store_true",
                         help="add the FiLM channel scale (model.latent_injection=film, starting at zero) "
                              "to a checkpoint with the plain injection before fine-tuning")
-    parser.add_argument("--seed", type=int, default=0, help="torch seed of the fine-tuning's sampling (default 0)")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    from latent_segmentation_ros.core.parameter_options import add_seed_option, add_threads_option
+
+    add_seed_option(parser, "torch seed of the fine-tuning's sampling")
+    add_threads_option(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON document at the end")
 
 
@@ -35,13 +37,20 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
+    from latent_segmentation_ros.core.cpu_threads import configure_torch_cpu
+
+    try:
+        configure_torch_cpu(args.threads)  # before torch is imported
+    except ValueError as error:
+        print(f"probe-latent: {error}", file=sys.stderr)
+        return 2
+
     import torch
 
     from latent_maskrcnn.evaluation.latent_path import code_spread, fit_labellings
     from latent_maskrcnn.evaluation.pair_probe import load_probe_set
     from latent_maskrcnn.model.checkpoint import CheckpointError, load_model
 
-    torch.set_num_threads(max(1, args.threads))
     torch.manual_seed(args.seed)
     data = Path(args.data)
     try:

@@ -6,12 +6,19 @@ import argparse
 HELP = "replay a two-camera rosbag2 through the pipeline: output bag, metrics report, worst-frame pictures"
 
 
-def add_pipeline_arguments(parser: argparse.ArgumentParser, with_mode: bool = True) -> None:
+def add_pipeline_arguments(parser: argparse.ArgumentParser, with_mode: bool = True,
+                           out_help: str = "output folder (report, pictures, output bag)") -> None:
     """Options shared by replay and sweep-p; the defaults are the node's parameters."""
-    from latent_segmentation_ros.core.parameter_options import add_flip_option, add_gripper_options, add_node_option
+    from latent_segmentation_ros.core.parameter_options import (
+        add_device_option,
+        add_flip_option,
+        add_gripper_options,
+        add_node_option,
+        add_threads_option,
+    )
 
     parser.add_argument("--bag", required=True, help="input rosbag2 (directory, or .mcap/.db3 file)")
-    parser.add_argument("--out", required=True, help="output folder (report, pictures, output bag)")
+    parser.add_argument("--out", required=True, help=out_help)
     parser.add_argument("--checkpoint", default=None, help="model .safetensors (default: the bundled demo model)")
     if with_mode:
         add_node_option(parser, "--mode", "mode", "aggregation mode")
@@ -19,8 +26,8 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser, with_mode: bool = Tr
     add_node_option(parser, "--samples", "num_samples", "samples K per image")
     add_flip_option(parser)
     add_node_option(parser, "--score-threshold", "score_threshold", "detections at or below this score are ignored")
-    parser.add_argument("--device", default="cpu",
-                        help="torch device: cpu (default; the node's auto picks cuda when available), auto, cuda, cuda:N")
+    add_device_option(parser)
+    add_threads_option(parser)
     add_node_option(parser, "--topics", "camera_topics", "the two camera image topics", nargs=2, metavar=("LEFT", "RIGHT"))
     add_node_option(parser, "--slop", "sync_slop", "sync slop in seconds")
     add_node_option(parser, "--queue-size", "queue_size", "sync queue size")
@@ -42,17 +49,27 @@ def sync_policy(args: argparse.Namespace):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from latent_segmentation_ros.core.parameter_options import add_storage_option
+
     add_pipeline_arguments(parser)
-    parser.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"], help="storage of DIR/output")
+    add_storage_option(parser, "storage of DIR/output")
     parser.add_argument("--worst-frames", type=int, default=4,
                         help="overlays of the worst frames to draw; without ground truth, of frames spread over the "
                              "bag (default 4)")
-    parser.add_argument("--max-pairs", type=int, default=None, help="stop after this many synchronised pairs")
+    parser.add_argument("--max-pairs", type=int, default=None,
+                        help="stop after this many synchronised pairs (default: all)")
 
 
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from latent_segmentation_ros.core.cpu_threads import configure_torch_cpu
+
+    try:
+        configure_torch_cpu(args.threads)  # before torch is imported
+    except ValueError as error:
+        print(f"replay: {error}", file=sys.stderr)
+        return 2
     from latent_segmentation_ros.replay.bag_io import BagError
     from latent_segmentation_ros.replay.runner import ReplayOptions, build_pair_processor, replay_bag
     from latent_segmentation_ros.replay.synthetic_bag import camera_of_topic

@@ -9,29 +9,31 @@ HELP = "sweep p over a bag: double-pick rate vs pickable area (Fig. 5) and the s
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from latent_segmentation_ros.cli.commands.replay import add_pipeline_arguments
 
-    add_pipeline_arguments(parser, with_mode=False)
+    add_pipeline_arguments(parser, with_mode=False,
+                           out_help="output folder (sweep.json, sweep.md, the Fig. 5 plot)")
     parser.add_argument("--ps", type=float, nargs="+", default=None,
                         help="values of p to evaluate (default 0.1 0.2 ... 1.0)")
     parser.add_argument("--target-double-pick", type=float, default=0.01,
                         help="double-pick rate to meet, as a fraction (default 0.01: the warehouse tolerance)")
     parser.add_argument("--no-prior-mean", action="store_true",
                         help="skip the prior-mean point (saves one network pass per frame)")
-    parser.add_argument("--max-pairs", type=int, default=None, help="stop after this many synchronised pairs")
+    parser.add_argument("--max-pairs", type=int, default=None,
+                        help="stop after this many synchronised pairs (default: all)")
     parser.add_argument("--baseline", default=None,
-                        help="a MaskRCNN checkpoint (latent_dim = 0) scored beside the sweep with the same circles and planner")
-
-
-def passive_openmp_waits() -> None:
-    """Idle OpenMP threads sleep instead of spinning (see core.cpu_threads); before torch is imported."""
-    from latent_segmentation_ros.core.cpu_threads import passive_openmp_waits as passive
-
-    passive()
+                        help="a MaskRCNN checkpoint (latent_dim = 0) scored beside the sweep with the same circles "
+                             "and planner (default: none)")
 
 
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    passive_openmp_waits()
+    from latent_segmentation_ros.core.cpu_threads import configure_torch_cpu
+
+    try:
+        configure_torch_cpu(args.threads)  # before torch is imported
+    except ValueError as error:
+        print(f"sweep-p: {error}", file=sys.stderr)
+        return 2
 
     from latent_segmentation_ros.cli.commands.replay import scoring_config, sync_policy
     from latent_segmentation_ros.replay.bag_io import BagError

@@ -14,7 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="plain MaskRCNN with the same recipe (latent_dim=0), written to <run.output_dir>_baseline")
     parser.add_argument("--resume", action="store_true", help="continue the run in run.output_dir from its latest checkpoint")
     parser.add_argument("--resume-from", metavar="CHECKPOINT",
-                        help="continue from this checkpoint folder (or run folder), writing to run.output_dir")
+                        help="continue from this checkpoint folder (or run folder), writing to run.output_dir "
+                             "(default: a fresh start)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

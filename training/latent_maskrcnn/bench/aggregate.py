@@ -28,9 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pool", type=int, default=8, help="block size of candidate scoring (default 8)")
     parser.add_argument("--repeats", type=int, default=15, help="timed runs per measurement (default 15)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random masks (default 0)")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch intra-op threads (default 1: on a busy shared CPU, threads that wait for each other are far slower)")
+    # The same defaults and words as every latent-seg command (latent_segmentation_ros.core.parameter_options).
+    parser.add_argument("--device", default="auto",
+                        help="torch device: auto (cuda when available, else cpu), cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice, one per core)")
     parser.add_argument("--kernel", default="auto", choices=["auto", "compiled", "torch"],
                         help="implementation of the greedy loop (default auto: compiled on CPU)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -44,11 +46,14 @@ def run(args: argparse.Namespace) -> dict:
     from latent_maskrcnn.aggregation.aggregate import confidence_masks, prepare_samples, union_nms
     from latent_maskrcnn.aggregation.confidence_masks import resolve_kernel
 
-    for name in ("samples", "masks", "height", "width", "repeats", "threads"):
+    for name in ("samples", "masks", "height", "width", "repeats"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be at least 1, got {getattr(args, name)}")
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     masks, scores = random_samples(args.samples, args.masks, args.height, args.width, args.seed, device)
     other_p = 0.5 if args.p > 0.5 else 0.9
 

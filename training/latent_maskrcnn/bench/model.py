@@ -32,25 +32,29 @@ CPU times (all threads) are reported too: on a shared machine they are less nois
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = DESCRIPTION
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("--backbone", default="resnet50_fpn", choices=["resnet50_fpn", "resnet18_fpn", "mobilenet_v3_fpn"])
+    parser.add_argument("--backbone", default="resnet50_fpn", choices=["resnet50_fpn", "resnet18_fpn", "mobilenet_v3_fpn"],
+                        help="backbone of both models (default resnet50_fpn)")
     parser.add_argument("--samples", type=int, default=8, help="K, latent codes per image (default 8)")
     parser.add_argument("--images", type=int, default=2, help="images per batch (default 2)")
-    parser.add_argument("--height", type=int, default=480)
-    parser.add_argument("--width", type=int, default=640)
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
+    parser.add_argument("--height", type=int, default=480, help="image height (default 480)")
+    parser.add_argument("--width", type=int, default=640, help="image width (default 640)")
+    # The same default and words as every latent-seg command (latent_segmentation_ros.core.parameter_options).
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice, one per core)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per path; medians reported (default 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs per path first (default 1)")
     parser.add_argument("--proposals", type=int, default=1000,
                         help="RPN proposals per image (and per sample), pre- and post-NMS (default 1000)")
     parser.add_argument("--detections", type=int, default=20,
                         help="detections per image (and per sample), score threshold 0 (default 20)")
-    parser.add_argument("--latent-dim", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--latent-dim", type=int, default=64, help="latent code size (default 64)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the weights, images and codes (default 0)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
 def _check(args: argparse.Namespace) -> None:
-    for name in ("samples", "images", "height", "width", "threads", "repeats", "proposals", "detections", "latent_dim"):
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {args.threads}")
+    for name in ("samples", "images", "height", "width", "repeats", "proposals", "detections", "latent_dim"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.warmup < 0:
@@ -163,7 +167,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from latent_maskrcnn.model.config import ModelConfig
     from latent_maskrcnn.model.latent_mask_rcnn import LatentMaskRCNN
 
-    torch.set_num_threads(args.threads)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     config = ModelConfig(
         backbone=args.backbone,
         latent_dim=args.latent_dim,
@@ -252,7 +257,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "images": args.images,
         "height": args.height,
         "width": args.width,
-        "threads": args.threads,
+        "threads": torch.get_num_threads(),
         "repeats": args.repeats,
         "single_pass_ms": round(single_ms, 1),
         "latent_ms": round(latent_ms, 1),
