@@ -200,3 +200,9 @@ def test_cli_help_stays_light() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_thread_count_below_one_is_refused_before_torch_runs(tmp_path, capsys) -> None:
+    code = cli.main(["replay", "--bag", str(tmp_path / "bag"), "--out", str(tmp_path / "out"), "--threads", "0"])
+    assert code == 2
+    assert "--threads must be at least 1, got 0" in capsys.readouterr().err
