@@ -127,10 +127,12 @@ def generate_launch_description() -> LaunchDescription:
             ["/", right, "/confidence_masks"],
             "/grasp_candidates",
         ],
+        name="bag_record",
         output="screen",
     )
     play = ExecuteProcess(
         cmd=["ros2", "bag", "play", bag, "--clock", "--rate", LaunchConfiguration("rate")],
+        name="bag_play",
         output="screen",
     )
     handlers = [RegisterEventHandler(OnProcessExit(target_action=play, on_exit=_on_player_exit))]
