@@ -33,6 +33,7 @@ import numpy as np
 
 try:
     import numba
+    from numba.typed import List as TypedList
 except ImportError:  # pragma: no cover - numba is an install requirement; torch remains
     numba = None
 
@@ -409,10 +410,28 @@ def masks_from_owner(owner, boxes, out):
                     out[i, y, x] = True
 
 
+@_jit
+def _list_of(first):
+    """A typed list holding ``first``. Built in compiled (and disk-cached) code: a typed list
+    filled from Python compiles its methods again in every process (0.5 to 1 s, more on a busy
+    CPU), which every command and the node paid on their first aggregation."""
+    items = TypedList()
+    items.append(first)
+    return items
+
+
+@_jit
+def _append(items, array):
+    items.append(array)
+
+
 def mask_list(masks: list) -> "numba.typed.List":
     """The K bool mask tensors as a typed list of C-contiguous uint8 arrays (views when the
     tensors are contiguous, which model outputs are)."""
-    typed = numba.typed.List()
-    for sample_masks in masks:
-        typed.append(np.ascontiguousarray(sample_masks.numpy()).view(np.uint8))
+    arrays = [np.ascontiguousarray(sample_masks.numpy()).view(np.uint8) for sample_masks in masks]
+    if not arrays:
+        raise ValueError("no samples to aggregate")
+    typed = _list_of(arrays[0])
+    for array in arrays[1:]:
+        _append(typed, array)
     return typed
