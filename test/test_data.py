@@ -20,9 +20,10 @@ from latent_maskrcnn.data.coco_dataset import (
     augment_generator,
     build_augmentations,
     collate,
+    labelling_groups,
     masks_to_boxes,
 )
-from latent_maskrcnn.data.synthetic import make_dataset
+from latent_maskrcnn.data.synthetic import AMBIGUITY_RATES, make_dataset
 
 
 @pytest.fixture(scope="module")
@@ -221,3 +222,24 @@ def test_bad_augmentation_parameters():
         ScaleJitter(1.5, 1.0)
     with pytest.raises(ValueError, match="hue"):
         ColorJitter(hue=0.7)
+
+
+def test_both_labellings_of_a_scene_load_as_two_items_of_one_image(tmp_path, caplog):
+    caplog.set_level("INFO")
+    path = make_dataset(tmp_path, images=3, seed=4, height=72, width=96, rates=AMBIGUITY_RATES,
+                        labellings="both", progress=False)
+    dataset = CocoInstanceDataset(path, tmp_path / "images")
+    assert len(dataset) == 6 and "6 entries share 3 image files" in caplog.text
+    groups = labelling_groups(dataset)
+    assert groups == [[0, 1], [2, 3], [4, 5]]
+    differ = 0
+    for first, second in groups:
+        (image_a, target_a), (image_b, target_b) = dataset[first], dataset[second]
+        assert torch.equal(image_a, image_b)
+        entries = [dataset.coco.imgs[dataset.image_ids[i]] for i in (first, second)]
+        assert [entry["style"] for entry in entries] == ["merged", "split"]
+        assert entries[0]["group_id"] == entries[1]["group_id"] and entries[0]["file_name"] == entries[1]["file_name"]
+        differ += target_a["masks"].shape != target_b["masks"].shape or not torch.equal(target_a["masks"], target_b["masks"])
+    assert differ == 3          # the ambiguity preset: every scene holds styled regions
+    plain = make_dataset(tmp_path / "plain", images=2, seed=4, height=48, width=64, progress=False)
+    assert labelling_groups(CocoInstanceDataset(plain, tmp_path / "plain" / "images")) == [[0], [1]]

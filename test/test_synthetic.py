@@ -8,15 +8,22 @@ import pytest
 from pycocotools.coco import COCO
 
 from latent_maskrcnn.data.synthetic import (
+    AMBIGUITY_RATES,
     FILM_BAG,
+    FILM_GARMENT,
+    GLARE_HALF,
     GLARE_STRIPE,
     PAIR_HALF,
     PAIR_MERGED,
+    REGION_KINDS,
+    STYLES,
+    THROUGH_FILM,
     UNDER_FILM,
     AmbiguityRates,
     generate_scene,
     make_dataset,
     pixel_to_tote,
+    preset_name,
     render_layout,
     sample_layout,
 )
@@ -247,3 +254,244 @@ def test_make_dataset_command_sets_the_ambiguity_rates(tmp_path, capsys):
     assert code == 2
     assert "seamless_pair=1.5" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+# ---------------------------------------------------------------------------- annotator styles
+ALL_STYLED = AmbiguityRates(seamless_pair=1.0, glare_stripe=0.6, transparent_film=1.0, max_pairs=2, max_films=2,
+                            styled_kinds=REGION_KINDS)
+MERGED_KINDS = {"plain", GLARE_STRIPE, PAIR_MERGED, FILM_BAG, UNDER_FILM}
+SPLIT_KINDS = {"plain", GLARE_HALF, PAIR_HALF, FILM_GARMENT, THROUGH_FILM}
+
+
+def _regions(view, kind):
+    """region -> masks of that kind in one view."""
+    found = {}
+    for ref, mask in zip(view.instances, view.masks):
+        if ref.kind == kind:
+            found.setdefault(ref.region, []).append(mask)
+    return found
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_style_labels_every_styled_region_and_keeps_the_pixels(seed):
+    merged = generate_scene(seed, 120, 160, views=2, rates=ALL_STYLED, style="merged")
+    split = generate_scene(seed, 120, 160, views=2, rates=ALL_STYLED, style="split")
+    drawn = generate_scene(seed, 120, 160, views=2, rates=ALL_STYLED)
+    assert merged.layout.style == "merged" and split.layout.style == "split"
+    assert drawn.layout.style in STYLES
+    for view_merged, view_split, view_drawn in zip(merged.views, split.views, drawn.views):
+        assert np.array_equal(view_merged.image, view_split.image)
+        assert np.array_equal(view_merged.image, view_drawn.image)
+        assert set(view_merged.kinds) <= MERGED_KINDS and set(view_split.kinds) <= SPLIT_KINDS
+        assert view_drawn.kinds == (view_merged if drawn.layout.style == "merged" else view_split).kinds
+        assert {PAIR_MERGED, FILM_BAG, UNDER_FILM} <= set(view_merged.kinds)
+        assert {PAIR_HALF, FILM_GARMENT, THROUGH_FILM} <= set(view_split.kinds)
+        for view in (view_merged, view_split):
+            assert view.masks.reshape(len(view.masks), -1).any(axis=1).all(), "empty mask"
+            assert view.masks.sum(axis=0).max() <= 1, "masks overlap"
+        # a pair and a striped item labelled as two: two parts whose union is the merged mask,
+        # plus what the split style sees of it through a clear bag's film
+        film = view_merged.masks[[kind == FILM_BAG for kind in view_merged.kinds]].any(axis=0)
+        for whole_kind, part_kind in ((PAIR_MERGED, PAIR_HALF), (GLARE_STRIPE, GLARE_HALF)):
+            wholes, parts = _regions(view_merged, whole_kind), _regions(view_split, part_kind)
+            for region, (whole,) in wholes.items():
+                if len(parts.get(region, [])) == 2:
+                    first, second = parts[region]
+                    assert not (first & second).any()
+                    assert not (whole & ~(first | second)).any()
+                    assert not ((first | second) & ~whole & ~film).any()
+        # a clear bag labelled as its garment: less than the bag; the item under it gains the film area
+        bags, garments = _regions(view_merged, FILM_BAG), _regions(view_split, FILM_GARMENT)
+        unders, throughs = _regions(view_merged, UNDER_FILM), _regions(view_split, THROUGH_FILM)
+        for region, (bag,) in bags.items():
+            (garment,) = garments[region]
+            assert (garment & ~bag).sum() == 0 and garment.sum() < bag.sum()
+            if region in unders and region in throughs:
+                (under,), (through,) = unders[region], throughs[region]
+                assert (under & ~through).sum() == 0
+                gained = through & ~under
+                assert gained.any() and not (gained & ~film).any()
+
+
+def test_split_glare_parts_follow_the_stripe():
+    rates = AmbiguityRates(seamless_pair=0.0, glare_stripe=1.0, transparent_film=0.0, styled_kinds=("glare_stripe",))
+    halves = 0
+    for seed in range(3):
+        merged = generate_scene(seed, H, W, rates=rates, style="merged").views[0]
+        split = generate_scene(seed, H, W, rates=rates, style="split").views[0]
+        assert set(merged.kinds) == {GLARE_STRIPE} and set(split.kinds) <= {GLARE_HALF}
+        for region, parts in _regions(split, GLARE_HALF).items():
+            if len(parts) == 2:
+                halves += 1
+                whole = _regions(merged, GLARE_STRIPE)[region][0]
+                assert min(parts[0].sum(), parts[1].sum()) > 0.1 * whole.sum()
+    assert halves >= 8
+
+
+def test_without_a_style_glare_and_film_keep_their_labelling():
+    """The default recipe: only seamless pairs follow the style."""
+    rates = AmbiguityRates(seamless_pair=1.0, glare_stripe=0.8, transparent_film=1.0)
+    seen = set()
+    for seed in range(4):
+        split = generate_scene(seed, H, W, rates=rates, style="split").views[0]
+        seen |= set(split.kinds)
+    assert {PAIR_HALF, GLARE_STRIPE, FILM_BAG, UNDER_FILM} <= seen
+    assert not {GLARE_HALF, FILM_GARMENT, THROUGH_FILM, PAIR_MERGED} & seen
+
+
+def test_relabelling_a_scene_equals_rendering_it_in_that_style():
+    drawn = generate_scene(8, H, W, views=2, rates=ALL_STYLED)
+    for style in STYLES:
+        forced = generate_scene(8, H, W, views=2, rates=ALL_STYLED, style=style)
+        relabelled = drawn.with_style(style)
+        assert relabelled.layout.style == style
+        for a, b in zip(forced.views, relabelled.views):
+            assert a.image is not None and np.array_equal(a.image, b.image)
+            assert np.array_equal(a.masks, b.masks) and a.instances == b.instances
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_both_views_agree_in_either_style(style):
+    scene = generate_scene(23, 120, 160, views=2, rates=AMBIGUITY_RATES, style=style)
+    u, v = np.meshgrid(np.arange(160) + 0.5, np.arange(120) + 0.5)
+    tx, ty = apply_homography(pixel_to_tote(1, 120, 160), u, v)
+    x0, y0 = apply_homography(np.linalg.inv(pixel_to_tote(0, 120, 160)), tx, ty)
+    inside = (x0 >= 0) & (x0 < 160) & (y0 >= 0) & (y0 < 120)
+    cols, rows = np.clip(np.floor(x0).astype(int), 0, 159), np.clip(np.floor(y0).astype(int), 0, 119)
+    view0, view1 = scene.views
+    by_track0 = {ref.track_id: mask for ref, mask in zip(view0.instances, view0.masks)}
+    compared = 0
+    for ref, mask1 in zip(view1.instances, view1.masks):
+        if ref.track_id not in by_track0 or mask1.sum() < 200:
+            continue
+        warped = by_track0[ref.track_id][rows, cols] & inside
+        target = mask1 & inside
+        assert (warped & target).sum() / (warped | target).sum() > 0.8, ref
+        compared += 1
+    assert compared >= 5
+
+
+def test_several_pairs_and_films_per_scene():
+    rates = AmbiguityRates(seamless_pair=1.0, transparent_film=1.0, max_pairs=3, max_films=2)
+    pairs, films, mixed = [], [], 0
+    for index in range(40):
+        geometry, labels = np.random.default_rng([31, index]).spawn(2)
+        layout = sample_layout(geometry, labels, W / H, rates)
+        pairs.append(layout.pair_count)
+        films.append(sum(item.kind == FILM_BAG for item in layout.items))
+        mixed += layout.pair_labeling == "mixed"
+        assert layout.style is not None  # the pairs follow the style
+        assert layout.pair_labeling in STYLES
+    assert max(pairs) == 3 and np.mean(pairs) > 2.0
+    assert max(films) == 2 and np.mean(films) > 1.2
+    # pairs outside the style draw a coin each: one image may hold both labellings
+    unstyled = AmbiguityRates(seamless_pair=1.0, max_pairs=3, styled_kinds=())
+    for index in range(40):
+        geometry, labels = np.random.default_rng([31, index]).spawn(2)
+        layout = sample_layout(geometry, labels, W / H, unstyled)
+        assert layout.style is None
+        mixed += layout.pair_labeling == "mixed"
+    assert mixed >= 10
+
+
+def test_the_ambiguity_preset_rates():
+    counts = {"scenes": 0, "pairs": 0, "films": 0, "single": 0, "glare": 0, "merged": 0}
+    scenes = 150
+    for index in range(scenes):
+        geometry, labels = np.random.default_rng([78, index]).spawn(2)
+        layout = sample_layout(geometry, labels, 320 / 240, AMBIGUITY_RATES)
+        kinds = [item.kind for item in layout.items]
+        counts["pairs"] += layout.pair_count
+        counts["films"] += kinds.count(FILM_BAG)
+        counts["single"] += sum(kind in ("plain", GLARE_STRIPE, UNDER_FILM) for kind in kinds)
+        counts["glare"] += kinds.count(GLARE_STRIPE)
+        counts["merged"] += layout.style == "merged"
+        assert kinds.count(UNDER_FILM) == kinds.count(FILM_BAG)
+    assert AMBIGUITY_RATES.styled_kinds == REGION_KINDS
+    # drawn counts: 3 x 0.7 pairs and 2 x 0.7 films; a few are dropped by the visibility rule
+    assert 1.6 < counts["pairs"] / scenes < 2.4
+    assert 1.0 < counts["films"] / scenes <= 1.4
+    assert abs(counts["glare"] / counts["single"] - 0.4) < 0.07
+    assert abs(counts["merged"] / scenes - 0.5) < 0.13
+
+
+def test_rates_are_checked_and_survive_json():
+    with pytest.raises(ValueError, match="max_pairs"):
+        AmbiguityRates(max_pairs=7)
+    with pytest.raises(ValueError, match="max_films"):
+        AmbiguityRates(max_films=-1)
+    with pytest.raises(ValueError, match="max_pairs"):
+        AmbiguityRates(max_pairs=1.5)
+    with pytest.raises(ValueError, match="unknown region"):
+        AmbiguityRates(styled_kinds=("seamless_pair", "fog"))
+    with pytest.raises(ValueError, match="styled_kinds"):
+        AmbiguityRates(styled_kinds="seamless_pair")
+    with pytest.raises(ValueError, match="style"):
+        generate_scene(0, H, W, style="both")
+    rates = AmbiguityRates(**json.loads(json.dumps(AMBIGUITY_RATES.to_dict())))
+    assert rates == AMBIGUITY_RATES and preset_name(rates) == "ambiguity"
+    assert AmbiguityRates(styled_kinds=["transparent_film", "seamless_pair"]).styled_kinds == ("seamless_pair", "transparent_film")
+    assert preset_name(AmbiguityRates()) == "plain" and preset_name(AmbiguityRates(max_pairs=2)) is None
+
+
+def test_both_labellings_list_every_image_once_per_style(tmp_path):
+    path = make_dataset(tmp_path, images=3, seed=6, height=H, width=W, views=2, rates=ALL_STYLED,
+                        labellings="both", progress=False)
+    document = json.loads(path.read_text())
+    assert document["info"]["labellings"] == "both" and document["info"]["preset"] is None
+    assert document["info"]["ambiguity_rates"]["styled_kinds"] == list(REGION_KINDS)
+    assert len(list((tmp_path / "images").glob("*.png"))) == 6 and len(document["images"]) == 12
+    coco = COCO(str(path))
+    by_file = {}
+    for entry in document["images"]:
+        by_file.setdefault(entry["file_name"], []).append(entry)
+    for file_name, entries in by_file.items():
+        assert [entry["style"] for entry in entries] == list(STYLES)
+        assert len({entry["group_id"] for entry in entries}) == 1
+        first, second = entries
+        scene = generate_scene([6, first["scene_id"]], H, W, views=2, rates=ALL_STYLED)
+        for entry in entries:
+            view = scene.with_style(entry["style"]).views[entry["view"]]
+            annotations = coco.loadAnns(coco.getAnnIds(imgIds=entry["id"]))
+            assert [a["ambiguity"] for a in annotations] == view.kinds
+            assert [a["region_id"] for a in annotations] == [ref.region for ref in view.instances]
+            for annotation, mask in zip(annotations, view.masks):
+                assert np.array_equal(coco.annToMask(annotation).astype(bool), mask)
+        assert len(coco.getAnnIds(imgIds=second["id"])) > len(coco.getAnnIds(imgIds=first["id"]))
+    with pytest.raises(ValueError, match="labellings"):
+        make_dataset(tmp_path / "x", images=1, seed=0, labellings="three")
+
+
+def test_make_dataset_command_presets_and_labellings(tmp_path, capsys):
+    out = tmp_path / "benchmark"
+    code = cli.main(["make-dataset", "--out", str(out), "--images", "2", "--seed", "5", "--height", "48", "--width", "64",
+                     "--preset", "ambiguity", "--labellings", "both", "--no-progress"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["images"] == 4 and summary["image_files"] == 2
+    assert summary["preset"] == "ambiguity" and summary["labellings"] == "both"
+    info = json.loads((out / "annotations.json").read_text())["info"]
+    assert info["ambiguity_rates"] == AMBIGUITY_RATES.to_dict()
+
+    out = tmp_path / "override"
+    code = cli.main(["make-dataset", "--out", str(out), "--images", "1", "--seed", "5", "--height", "48", "--width", "64",
+                     "--preset", "ambiguity", "--max-pairs", "5", "--styled-kinds", "glare_stripe,seamless_pair",
+                     "--glare-stripe", "0", "--no-progress"])
+    assert code == 0
+    capsys.readouterr()
+    info = json.loads((out / "annotations.json").read_text())["info"]
+    assert info["preset"] is None
+    assert info["ambiguity_rates"]["max_pairs"] == 5 and info["ambiguity_rates"]["glare_stripe"] == 0.0
+    assert info["ambiguity_rates"]["styled_kinds"] == ["seamless_pair", "glare_stripe"]
+    assert info["ambiguity_rates"]["transparent_film"] == AMBIGUITY_RATES.transparent_film
+
+    for options, message in ((["--max-pairs", "7"], "max_pairs=7"), (["--max-films", "-1"], "max_films=-1"),
+                             (["--styled-kinds", "fog"], "unknown region"), (["--pair-merged", "2"], "pair_merged=2")):
+        code = cli.main(["make-dataset", "--out", str(tmp_path / "bad"), "--images", "1", "--seed", "1", *options,
+                         "--no-progress"])
+        assert code == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "bad").exists()
+    with pytest.raises(SystemExit):
+        cli.main(["make-dataset", "--out", str(tmp_path / "bad"), "--images", "1", "--seed", "1", "--labellings", "all"])
+    capsys.readouterr()

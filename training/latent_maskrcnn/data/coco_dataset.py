@@ -217,6 +217,10 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         self.skipped_crowd = sum(1 for annotation in document["annotations"] if annotation.get("iscrowd", 0))
         if self.skipped_crowd:
             LOG.info("%s: %d crowd annotations are not used as instances", self.annotation_file, self.skipped_crowd)
+        files = len({self.coco.imgs[image_id]["file_name"] for image_id in self.image_ids})
+        if files < len(self.image_ids):
+            LOG.info("%s: %d entries share %d image files (several labellings of one image); every entry is one "
+                     "item", self.annotation_file, len(self.image_ids), files)
         self._check_images(check_image_sizes)
 
     @property
@@ -304,6 +308,17 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         if self.transforms is not None:
             image, target = self.transforms(image, target, augment_generator(self.augment_seed, epoch, index))
         return image, target
+
+
+def labelling_groups(dataset: CocoInstanceDataset) -> list[list[int]]:
+    """Item indices grouped by image file, in index order: the labellings of one image (the two
+    annotator styles of a ``make-dataset --labellings both`` set, or several annotators of a
+    real set), so a sampler can put them in one batch. One index per group where every image
+    has one labelling."""
+    groups: dict[str, list[int]] = {}
+    for index, image_id in enumerate(dataset.image_ids):
+        groups.setdefault(dataset.coco.imgs[image_id]["file_name"], []).append(index)
+    return list(groups.values())
 
 
 def collate(batch: Sequence[tuple[Tensor, Target]]) -> tuple[list[Tensor], list[Target]]:

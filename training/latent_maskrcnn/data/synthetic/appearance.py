@@ -73,9 +73,13 @@ def sample_look(
     half_size: tuple[float, float],
     repeat_length: float | None = None,
     glare_stripe: bool = False,
+    centred_stripe: bool = False,
 ) -> Look:
     """Random bag appearance. ``repeat_length``: the print must repeat exactly every that many
-    units along x (a seamless pair's bag length)."""
+    units along x (a seamless pair's bag length). ``centred_stripe``: the glare stripe's offset
+    is drawn relative to the item's extent across the stripe, so cutting the item along the
+    stripe leaves two parts of comparable size (for glare stripes that may be labelled as two
+    items); the same random numbers are drawn either way."""
     hx, hy = half_size
     base = sample_colour(rng)
     second = contrasting_colour(rng, base)
@@ -102,11 +106,9 @@ def sample_look(
     ).astype(np.float32) if glint_count else np.zeros((0, 5), np.float32)
     stripe = None
     if glare_stripe:
-        stripe = (
-            float(rng.uniform(-0.35, 0.35) + (np.pi / 2 if rng.random() < 0.7 else 0.0)),
-            float(rng.uniform(-0.35, 0.35) * hx),
-            float(rng.uniform(0.004, 0.009)),
-        )
+        angle = float(rng.uniform(-0.35, 0.35) + (np.pi / 2 if rng.random() < 0.7 else 0.0))
+        across = abs(np.cos(angle)) * hx + abs(np.sin(angle)) * hy if centred_stripe else hx
+        stripe = (angle, float(rng.uniform(-0.35, 0.35) * across), float(rng.uniform(0.004, 0.009)))
     patch = None
     if texture == "print":
         patch = (
@@ -265,6 +267,13 @@ def shade_item(
         colour *= (1 - 0.45 * crease)[None]
     colour += (1 - colour) * highlight[None]
     return colour
+
+
+def stripe_far_side(stripe: tuple[float, float, float], lx: np.ndarray, ly: np.ndarray) -> np.ndarray:
+    """Item-frame points on the far side of a glare stripe's centre line (the side of its
+    crease): the second part when the striped item is labelled as two."""
+    angle, offset, _ = stripe
+    return np.float32(np.cos(angle)) * lx + np.float32(np.sin(angle)) * ly - np.float32(offset) >= 0
 
 
 def tote_background(tote: ToteLook, x: np.ndarray, y: np.ndarray, aspect: float) -> np.ndarray:

@@ -6,7 +6,8 @@ Layout of the output folder::
     DIR/images/scene000000_view0.png, scene000000_view1.png, ...
 
 Scene ``i`` is generated from the seed sequence ``[seed, i]``, so a data set is bit-identical
-for a seed, and the first N scenes do not depend on how many are made.
+for a seed, and the first N scenes do not depend on how many are made. With ``labellings="both"``
+every image file is listed twice, once labelled by each annotator style (multi-annotator data).
 """
 from __future__ import annotations
 
@@ -19,13 +20,17 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
-from latent_maskrcnn.data.synthetic.ambiguity import DEFAULT_RATES, AmbiguityRates
-from latent_maskrcnn.data.synthetic.scene import SceneView, generate_scene
+from latent_maskrcnn.data.synthetic.ambiguity import DEFAULT_RATES, STYLES, AmbiguityRates, preset_name
+from latent_maskrcnn.data.synthetic.scene import Scene, SceneView, generate_scene
 
 ANNOTATION_FILE = "annotations.json"
 IMAGE_DIR = "images"
 CATEGORIES = [{"id": 1, "name": "item", "supercategory": "apparel"}]
 PNG_COMPRESS_LEVEL = 3
+LABELLINGS = ("drawn", "both")
+"""``drawn``: one entry per image, labelled in the style its coin drew; ``both``: one entry per
+annotator style for every image (the same file), for a trainer that puts both labellings of a
+scene in one batch."""
 
 
 def image_file_name(scene_index: int, view: int) -> str:
@@ -61,6 +66,7 @@ def view_annotations(view: SceneView, image_id: int, first_annotation_id: int) -
                 "iscrowd": 0,
                 "ambiguity": ref.kind,
                 "track_id": ref.track_id,
+                "region_id": ref.region,
             }
         )
     return annotations
@@ -78,6 +84,20 @@ def _prepare_output(out_dir: Path, overwrite: bool) -> None:
     image_dir.mkdir(parents=True, exist_ok=True)
 
 
+def image_id_of(scene_index: int, view: int, views: int, labelling: int = 0, labellings: int = 1) -> int:
+    """The COCO image id of an entry: ``scene * views + view + 1`` for one labelling per image
+    (``group_id`` is that number in every set); with both labellings the two entries of one
+    file follow each other."""
+    group = scene_index * views + view
+    return group * labellings + labelling + 1
+
+
+def _labelled_scenes(scene: Scene, labellings: str) -> list[Scene]:
+    if labellings == "drawn":
+        return [scene]
+    return [scene.with_style(style) for style in STYLES]
+
+
 def make_dataset(
     out_dir: str | os.PathLike,
     images: int,
@@ -88,35 +108,45 @@ def make_dataset(
     rates: AmbiguityRates = DEFAULT_RATES,
     overwrite: bool = False,
     progress: bool = True,
+    labellings: str = "drawn",
 ) -> Path:
     """Generate ``images`` scenes (each seen by ``views`` cameras) and write them as COCO.
-    Returns the path of the annotation file."""
+    ``labellings`` is ``"drawn"`` (one labelling per image) or ``"both"`` (one entry per
+    annotator style, pointing at the same image file). Returns the path of the annotation
+    file."""
     if int(images) != images or images < 1:
         raise ValueError(f"images must be a positive integer, got {images!r}")
     if int(seed) != seed or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if labellings not in LABELLINGS:
+        raise ValueError(f"labellings must be one of {LABELLINGS}, got {labellings!r}")
     out = Path(out_dir)
     _prepare_output(out, overwrite)
+    per_image = 1 if labellings == "drawn" else len(STYLES)
     image_entries: list[dict] = []
     annotations: list[dict] = []
     for index in tqdm(range(images), desc="scenes", unit="scene", disable=not progress):
         scene = generate_scene(scene_seed(seed, index), height, width, views, rates)
+        labelled = _labelled_scenes(scene, labellings)
         for view in scene.views:
-            image_id = index * views + view.view + 1
             name = image_file_name(index, view.view)
             Image.fromarray(view.image).save(out / IMAGE_DIR / name, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-            image_entries.append(
-                {
-                    "id": image_id,
-                    "file_name": name,
-                    "height": height,
-                    "width": width,
-                    "scene_id": index,
-                    "view": view.view,
-                    "pair_labeling": scene.layout.pair_labeling,
-                }
-            )
-            annotations.extend(view_annotations(view, image_id, len(annotations) + 1))
+            for number, version in enumerate(labelled):
+                image_id = image_id_of(index, view.view, views, number, per_image)
+                image_entries.append(
+                    {
+                        "id": image_id,
+                        "file_name": name,
+                        "height": height,
+                        "width": width,
+                        "scene_id": index,
+                        "view": view.view,
+                        "group_id": image_id_of(index, view.view, views),
+                        "style": version.layout.style,
+                        "pair_labeling": version.layout.pair_labeling,
+                    }
+                )
+                annotations.extend(view_annotations(version.views[view.view], image_id, len(annotations) + 1))
     document = {
         "info": {
             "description": "Synthetic tote scenes of polybagged apparel with label ambiguity",
@@ -127,6 +157,8 @@ def make_dataset(
             "height": int(height),
             "width": int(width),
             "ambiguity_rates": rates.to_dict(),
+            "preset": preset_name(rates),
+            "labellings": labellings,
         },
         "licenses": [],
         "categories": CATEGORIES,

@@ -2,11 +2,13 @@
 distances, plus the visible-pixel instance masks of the same camera."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage
 
-from latent_maskrcnn.data.synthetic.ambiguity import FILM_BAG
-from latent_maskrcnn.data.synthetic.appearance import shade_item, tote_background
+from latent_maskrcnn.data.synthetic.ambiguity import GLARE_STRIPE
+from latent_maskrcnn.data.synthetic.appearance import shade_item, stripe_far_side, tote_background
 from latent_maskrcnn.data.synthetic.cameras import RIG, apply_homography, pixel_to_tote, tote_grid
 from latent_maskrcnn.data.synthetic.layout import SEAMLESS_PAIR, InstanceRef, Item, ToteLayout
 
@@ -40,15 +42,82 @@ def _glint_shift(item: Item, shift: tuple[float, float]) -> tuple[float, float]:
     return (float(c * shift[0] + s * shift[1]), float(-s * shift[0] + c * shift[1]))
 
 
-def render_view(layout: ToteLayout, view: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray, list[InstanceRef]]:
-    """Image uint8 [H, W, 3], visible instance masks bool [G, H, W] and the instances they
-    belong to (instances with no visible pixel in this view are left out)."""
+@dataclass(frozen=True, eq=False)
+class ItemCover:
+    """Where one item lies in one view, in its pixel box: what any labelling of it needs."""
+
+    box: tuple[slice, slice]
+    cover: np.ndarray
+    """bool: inside the item's outline."""
+    garment: np.ndarray | None
+    """bool: a clear bag's opaque garment (None for other items)."""
+    far_side: np.ndarray | None
+    """bool: the second part of an item that may be labelled as two (x >= 0 of a seamless
+    pair, the far side of a glare stripe's centre line); None for other items."""
+
+
+@dataclass(frozen=True, eq=False)
+class ViewGeometry:
+    """The item covers of one rendered view; `label_masks` turns them into the visible-pixel
+    masks of any labelling of the layout, without rendering the pixels again."""
+
+    height: int
+    width: int
+    covers: tuple[ItemCover | None, ...]
+    """Per layout item; None when the item lies outside the view."""
+
+
+def label_masks(layout: ToteLayout, geometry: ViewGeometry) -> tuple[np.ndarray, list[InstanceRef]]:
+    """Visible instance masks bool [G, H, W] of ``layout``'s labelling and the instances they
+    belong to (instances with no visible pixel in this view are left out). A clear bag labelled
+    as its garment occludes only with the garment: what lies under its film is labelled too."""
+    height, width = geometry.height, geometry.width
+    visible: list[np.ndarray | None] = [None] * len(geometry.covers)
+    occupied = np.zeros((height, width), dtype=bool)
+    for index in range(len(geometry.covers) - 1, -1, -1):
+        entry = geometry.covers[index]
+        if entry is None:
+            continue
+        cover = entry.garment if layout.film_shows_through(index) else entry.cover
+        visible[index] = cover & ~occupied[entry.box]
+        occupied[entry.box] |= cover
+
+    masks: list[np.ndarray] = []
+    kept: list[InstanceRef] = []
+    for ref in layout.instances():
+        entry = geometry.covers[ref.item]
+        if entry is None:
+            continue
+        part = visible[ref.item]
+        if ref.part is not None:
+            part = part & (entry.far_side if ref.part == 1 else ~entry.far_side)
+        if not part.any():
+            continue
+        mask = np.zeros((height, width), dtype=bool)
+        mask[entry.box] = part
+        masks.append(mask)
+        kept.append(ref)
+    stacked = np.stack(masks) if masks else np.zeros((0, height, width), dtype=bool)
+    return stacked, kept
+
+
+def _far_side(item: Item, lx: np.ndarray, ly: np.ndarray) -> np.ndarray | None:
+    if item.kind == SEAMLESS_PAIR:
+        return lx >= 0
+    if item.kind == GLARE_STRIPE and item.look.stripe is not None:
+        return stripe_far_side(item.look.stripe, lx, ly)
+    return None
+
+
+def render_image(layout: ToteLayout, view: int, height: int, width: int) -> tuple[np.ndarray, ViewGeometry]:
+    """Image uint8 [H, W, 3] of one view and the item covers its labels are made from. The
+    pixels do not depend on the layout's labelling."""
     x, y, pixel = tote_grid(view, height, width)
     inverse = np.linalg.inv(pixel_to_tote(view, height, width))
     pose = RIG[view]
     canvas = tote_background(layout.tote, x, y, layout.aspect)
     shadow_reach = np.float32(max(3 * pixel, 0.01))
-    covers: list[tuple[tuple[slice, slice], np.ndarray, np.ndarray | None] | None] = []
+    covers: list[ItemCover | None] = []
     for item in layout.items:
         box = _pixel_box(item, inverse, height, width, pad_tote=4 * float(shadow_reach))
         if box is None:
@@ -59,6 +128,7 @@ def render_view(layout: ToteLayout, view: int, height: int, width: int) -> tuple
         distance = item.shape.sdf_local(lx, ly)
         region = canvas[(slice(None),) + box]
         shine = _glint_shift(item, pose.glint_shift)
+        garment = None
         if item.film is None:
             region *= (1 - CONTACT_SHADOW * _halo(distance, shadow_reach))[None]
             colour = shade_item(item.look, lx, ly, distance, pixel, shine)
@@ -74,38 +144,20 @@ def render_view(layout: ToteLayout, view: int, height: int, width: int) -> tuple
             region += (filmed - region) * _alpha(distance, pixel)
             colour = shade_item(item.look, clx, cly, content_distance, pixel, shine)
             region += (colour - region) * _alpha(content_distance, pixel)
-        covers.append((box, distance < 0, (lx >= 0) if item.kind == SEAMLESS_PAIR else None))
-
-    visible: list[np.ndarray | None] = [None] * len(covers)
-    occupied = np.zeros((height, width), dtype=bool)
-    for index in range(len(covers) - 1, -1, -1):
-        if covers[index] is None:
-            continue
-        box, cover, _ = covers[index]
-        visible[index] = cover & ~occupied[box]
-        occupied[box] |= cover
-
-    masks: list[np.ndarray] = []
-    kept: list[InstanceRef] = []
-    for ref in layout.instances():
-        entry = covers[ref.item]
-        if entry is None:
-            continue
-        box, _, right = entry
-        part = visible[ref.item]
-        if ref.part is not None:
-            part = part & (right if ref.part == 1 else ~right)
-        if not part.any():
-            continue
-        mask = np.zeros((height, width), dtype=bool)
-        mask[box] = part
-        masks.append(mask)
-        kept.append(ref)
+            garment = content_distance < 0
+        covers.append(ItemCover(box, distance < 0, garment, _far_side(item, lx, ly)))
 
     noise_rng = np.random.default_rng([layout.noise_seed, view])
     canvas = ndimage.gaussian_filter(canvas, sigma=(0, BLUR_SIGMA, BLUR_SIGMA), mode="nearest")
     canvas *= np.float32(255 * noise_rng.uniform(0.94, 1.06))
     canvas += noise_rng.standard_normal(canvas.shape, dtype=np.float32) * np.float32(layout.noise_sigma)
     image = np.ascontiguousarray(np.clip(np.rint(canvas), 0, 255).astype(np.uint8).transpose(1, 2, 0))
-    stacked = np.stack(masks) if masks else np.zeros((0, height, width), dtype=bool)
-    return image, stacked, kept
+    return image, ViewGeometry(height, width, tuple(covers))
+
+
+def render_view(layout: ToteLayout, view: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray, list[InstanceRef]]:
+    """Image uint8 [H, W, 3], visible instance masks bool [G, H, W] and the instances they
+    belong to (instances with no visible pixel in this view are left out)."""
+    image, geometry = render_image(layout, view, height, width)
+    masks, refs = label_masks(layout, geometry)
+    return image, masks, refs

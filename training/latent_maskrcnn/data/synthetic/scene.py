@@ -1,14 +1,14 @@
 """`generate_scene`: one synthetic tote scene, seen by one or more overhead cameras."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from latent_maskrcnn.data.synthetic.ambiguity import DEFAULT_RATES, AmbiguityRates
 from latent_maskrcnn.data.synthetic.cameras import MAX_VIEWS, pixel_to_tote
 from latent_maskrcnn.data.synthetic.layout import InstanceRef, ToteLayout, sample_layout
-from latent_maskrcnn.data.synthetic.render import render_view
+from latent_maskrcnn.data.synthetic.render import ViewGeometry, label_masks, render_image
 
 MIN_SIDE = 16
 
@@ -26,6 +26,8 @@ class SceneView:
     """Per mask: ambiguity kind and track id (the same instance in every view)."""
     homography: np.ndarray
     """3x3, pixel -> tote frame."""
+    geometry: ViewGeometry | None = None
+    """Where every item lies in this view: lets `Scene.with_style` relabel without rendering."""
 
     @property
     def kinds(self) -> list[str]:
@@ -65,6 +67,23 @@ class Scene:
         """The reference camera's instance masks (view 0)."""
         return self.views[0].masks
 
+    def relabelled(self, layout: ToteLayout) -> "Scene":
+        """The same images with the labels of ``layout``, a relabelling of this scene's layout
+        (`ToteLayout.with_style`, `ToteLayout.with_pair_labeling`): no pixel is rendered again."""
+        if layout.items is not self.layout.items:
+            raise ValueError("relabelled needs a relabelling of this scene's own layout")
+        views = []
+        for view in self.views:
+            if view.geometry is None:
+                raise ValueError("this scene was built without its view geometry; render it again")
+            masks, refs = label_masks(layout, view.geometry)
+            views.append(replace(view, masks=masks, instances=tuple(refs)))
+        return Scene(layout, tuple(views))
+
+    def with_style(self, style: str) -> "Scene":
+        """The same images labelled by an annotator of ``style`` ('merged' or 'split')."""
+        return self.relabelled(self.layout.with_style(style))
+
 
 def _check_size(height: int, width: int, views: int) -> None:
     for name, value in (("height", height), ("width", width)):
@@ -79,8 +98,9 @@ def render_layout(layout: ToteLayout, height: int, width: int, views: int = 1) -
     _check_size(height, width, views)
     rendered = []
     for view in range(views):
-        image, masks, refs = render_view(layout, view, height, width)
-        rendered.append(SceneView(view, image, masks, tuple(refs), pixel_to_tote(view, height, width)))
+        image, geometry = render_image(layout, view, height, width)
+        masks, refs = label_masks(layout, geometry)
+        rendered.append(SceneView(view, image, masks, tuple(refs), pixel_to_tote(view, height, width), geometry))
     return Scene(layout, tuple(rendered))
 
 
@@ -91,14 +111,17 @@ def generate_scene(
     views: int = 1,
     rates: AmbiguityRates = DEFAULT_RATES,
     pair_labeling: str | None = None,
+    style: str | None = None,
 ) -> Scene:
     """A random tote scene. The same seed gives the same scene (bit for bit on one platform).
 
-    ``pair_labeling`` ('merged' or 'split') forces the labelling of a seamless pair without
-    changing a single pixel; by default it is drawn with probability ``rates.pair_merged``.
+    ``style`` ('merged' or 'split') forces the annotator style, which labels every region of
+    ``rates.styled_kinds``; ``pair_labeling`` forces the labelling of every seamless pair. By
+    default the style is drawn with probability ``rates.pair_merged``. Neither changes a
+    single pixel.
     """
     _check_size(height, width, views)
     root = seed_or_rng if isinstance(seed_or_rng, np.random.Generator) else np.random.default_rng(seed_or_rng)
     geometry_rng, label_rng = root.spawn(2)
-    layout = sample_layout(geometry_rng, label_rng, width / height, rates, pair_labeling)
+    layout = sample_layout(geometry_rng, label_rng, width / height, rates, pair_labeling, style)
     return render_layout(layout, height, width, views)
