@@ -170,3 +170,26 @@ def test_data_without_ambiguity_kinds_degrade_to_unknown(setup, pair_data, tmp_p
         assert row["images_without_kinds"] == 3
         assert row["causes"]["unknown"]["count"] == row["double_picks"]
     assert run.probe == [] and summarize_probe(run.probe)["pairs"] == 0
+
+
+def test_a_set_with_both_labellings_scores_every_entry(setup, tmp_path):
+    """``make-dataset --labellings both``: each image is scored against each annotator style, its
+    pairs probed in both labellings, the halves of different pairs told apart by region id."""
+    from latent_maskrcnn.data.coco_dataset import CocoInstanceDataset
+    from latent_maskrcnn.data.synthetic import AMBIGUITY_RATES
+    from latent_maskrcnn.evaluation.runner import cause_table
+    from latent_maskrcnn.model.checkpoint import load_model
+
+    make_dataset(tmp_path, images=2, seed=3, height=72, width=96, rates=AMBIGUITY_RATES, labellings="both",
+                 progress=False)
+    dataset = CocoInstanceDataset(tmp_path / "annotations.json", tmp_path / "images")
+    settings = EvaluationSettings(num_samples=2, p_values=(0.5,), gripper_radius=2, circles=200, grid_images=0,
+                                  score_threshold=0.05)
+    run = run_methods(load_model(setup / "latent.safetensors"), dataset, None, settings, progress=False)
+    assert run.images == len(dataset) == 4
+    assert all(len(metrics.images) == 4 for metrics in run.metrics.values())
+    for row in cause_table(run):
+        assert row["images_without_kinds"] == 0 and row["causes"]["unknown"]["count"] == 0
+    labelled = {labelling: sorted((r.image_id - 1) // 2 for r in run.probe if r.labelling == labelling)
+                for labelling in ("merged", "split")}
+    assert labelled["merged"] and labelled["merged"] == labelled["split"]   # every pair, in both labellings

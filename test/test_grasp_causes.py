@@ -61,6 +61,16 @@ def test_a_grasp_across_the_seam_of_a_split_pair_counts_under_pair_seam():
     assert grasp_against_truth(across, RADIUS, TRUTH)[2]
 
 
+def test_a_grasp_on_halves_of_two_different_pairs_is_no_seam():
+    across = grasp([(24, 20), (40, 20)], [True, True])
+    kinds = ["pair_half", "pair_half", "plain"]
+    same, different = GraspCauseCounts(), GraspCauseCounts()
+    same.add(across, RADIUS, TRUTH, kinds, [5, 5, None])
+    different.add(across, RADIUS, TRUTH, kinds, [5, 8, None])
+    assert same.summary()["causes"]["pair_seam"] == 1
+    assert different.summary()["causes"]["pair_other"] == 1 and different.summary()["causes"]["pair_seam"] == 0
+
+
 def test_only_sealed_cups_lift_and_a_grasp_on_floor_is_no_item():
     counts = GraspCauseCounts()
     one_side = grasp([(20, 20), (40, 20)], [True, False])     # the cup over the other half is off

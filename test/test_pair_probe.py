@@ -214,3 +214,38 @@ def test_labelled_targets_and_the_posterior_of_each_labelling(pair_data):
         assert means[0].shape == (1, model.latent_dim) and not torch.allclose(means[0], means[1])
         answers = posterior_answers(model, image, found, others, score_threshold=0.0, iou_threshold=0.5)
         assert set(answers) == {"merged", "split"} and set(answers.values()) <= {"one", "two", "both", "neither"}
+
+
+def test_several_pairs_per_image_are_found_and_re_rendered(tmp_path):
+    """``max_pairs`` > 1: the halves are grouped by ``region_id``; merged pairs re-render each."""
+    rates = AmbiguityRates(seamless_pair=1.0, max_pairs=3, transparent_film=1.0, glare_stripe=0.5,
+                           styled_kinds=("seamless_pair", "glare_stripe", "transparent_film"))
+    make_dataset(tmp_path, images=4, seed=12, height=90, width=120, rates=rates, labellings="both", progress=False)
+    dataset = CocoInstanceDataset(tmp_path / "annotations.json", tmp_path / "images")
+    source = PairSource(dataset)
+    by_file = {}
+    several = 0
+    for index in range(len(dataset)):
+        target = dataset.load_target(index)
+        entry = dataset.coco.imgs[dataset.image_ids[index]]
+        found = source.pairs(index, target)
+        kinds = instance_kinds(dataset, index, target)
+        expected = kinds.count("pair_merged") + kinds.count("pair_half") // 2
+        assert len(found) + sum(source.dropped.values()) >= expected >= len(found)
+        several += len(found) >= 2
+        assert all(pair.labelling == entry["style"] for pair in found)
+        by_file.setdefault(entry["file_name"], {})[entry["style"]] = {pair.region: pair.halves for pair in found}
+        if len(found) >= 2:
+            assert source.pair(index, target) is None            # one-pair callers see no single pair
+    assert several >= 2 and source.dropped.get("re-rendered image differs", 0) == 0
+    compared = 0
+    for styles in by_file.values():   # the merged entry's re-rendered halves equal the split entry's
+        for region, halves in styles["merged"].items():
+            if region in styles["split"]:
+                assert torch.equal(halves, styles["split"][region])
+                compared += 1
+    assert compared >= 4
+    probe_set = load_probe_set(str(tmp_path / "annotations.json"), str(tmp_path / "images"), max_images=5)
+    assert len(probe_set.pairs) == 5 and len(probe_set.others) == 5
+    for found, others in zip(probe_set.pairs, probe_set.others):
+        assert not any(torch.equal(mask.bool(), half) for mask in others["masks"] for half in found.halves)

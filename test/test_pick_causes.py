@@ -75,6 +75,11 @@ def test_a_circle_on_empty_floor_is_a_false_positive_not_a_double_pick():
         (["film_bag", "glare_stripe"], "film"),            # first match wins
         (["plain", "plain"], "plain"),
         (["plain", "something_else"], "unknown"),
+        (["glare_half", "glare_half"], "glare_split"),
+        (["glare_half", "plain"], "glare_stripe"),
+        (["film_garment", "through_film"], "film"),
+        (["through_film", "plain"], "film"),
+        (["pair_half", "glare_half"], "pair_other"),
     ],
 )
 def test_causes_follow_the_kinds_of_the_touched_items(kinds, cause):
@@ -124,3 +129,26 @@ def test_no_prediction_and_no_truth():
     assert result.summary()["double_pick_rate_on_items"] is None
     only_prediction = classify_picks(block(5, 20, 5, 25)[None], empty, [], SIM)
     assert only_prediction.false_positives == only_prediction.picks > 0
+
+
+@pytest.mark.parametrize("kinds, regions, cause", [
+    (["pair_half", "pair_half"], [4, 4], "pair_seam"),
+    (["pair_half", "pair_half"], [4, 7], "pair_other"),    # halves of two different pairs: two items
+    (["pair_half", "pair_half"], None, "pair_seam"),       # data without region ids
+    (["glare_half", "glare_half"], [2, 2], "glare_split"),
+    (["glare_half", "glare_half"], [2, 3], "glare_stripe"),
+])
+def test_region_ids_tell_the_halves_of_different_items_apart(kinds, regions, cause):
+    left, right = block(10, 30, 10, 32), block(10, 30, 32, 54)
+    result = classify_picks((left | right)[None], torch.stack([left, right]), kinds, SIM, regions=regions)
+    assert result.double_picks > 0 and result.causes[cause] == result.double_picks
+
+
+def test_every_generated_kind_has_a_cause():
+    from latent_maskrcnn.data.synthetic import INSTANCE_KINDS
+    from latent_maskrcnn.evaluation.double_pick import AMBIGUITY_CAUSES, KINDS, cause_of, normal_kind
+
+    assert set(INSTANCE_KINDS) <= set(KINDS) and set(AMBIGUITY_CAUSES) <= set(CAUSES)
+    for first in INSTANCE_KINDS:
+        for second in INSTANCE_KINDS:
+            assert cause_of([normal_kind(first), normal_kind(second)]) not in ("unknown",)

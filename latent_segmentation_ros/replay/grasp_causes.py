@@ -45,13 +45,16 @@ class GraspCauseCounts:
     combinations: dict[str, int] = field(default_factory=dict)
 
     def add(self, chosen: GraspCandidate | None, cup_radius: float, truth_masks: np.ndarray,
-            kinds: list[str | None] | None) -> None:
+            kinds: list[str | None] | None, regions: list[int | None] | None = None) -> None:
         """Count one scene's chosen grasp (None: the planner found none). ``kinds`` that do not
-        line up with the masks count as unknown, as in `classify_picks`."""
+        line up with the masks count as unknown, as in `classify_picks`; ``regions`` (the
+        ``region_id`` of each mask) tell the halves of different seamless pairs apart."""
         if kinds is not None and len(kinds) != len(truth_masks):
             LOGGER.warning("%d ambiguity kinds for %d ground-truth masks; this grasp's items count as unknown",
                            len(kinds), len(truth_masks))
             kinds = None
+        if regions is not None and len(regions) != len(truth_masks):
+            regions = None
         self.scenes += 1
         if chosen is None or not np.any(np.asarray(chosen.cup_sealed, dtype=bool)):
             self.no_grasp += 1
@@ -63,8 +66,10 @@ class GraspCauseCounts:
         if touched.size < 2:
             return
         self.double_picks += 1
-        names = sorted(normal_kind(None if kinds is None else kinds[item]) for item in touched.tolist())
-        self.causes[cause_of(names)] += 1
+        items = touched.tolist()
+        names = sorted(normal_kind(None if kinds is None else kinds[item]) for item in items)
+        self.causes[cause_of([normal_kind(None if kinds is None else kinds[item]) for item in items],
+                             None if regions is None or kinds is None else [regions[item] for item in items])] += 1
         key = "+".join(names)
         self.combinations[key] = self.combinations.get(key, 0) + 1
 
@@ -101,7 +106,7 @@ def trace_grasps(
     """Chosen grasps of confidence masks at ``p`` (and the prior mean, and a baseline pipeline
     from `sweep.load_baseline`) on the scenes of ``dataset`` (a `CocoInstanceDataset`), split by
     cause. Scenes whose items carry no kinds count their double picks as ``unknown``."""
-    from latent_maskrcnn.evaluation.pair_probe import instance_kinds
+    from latent_maskrcnn.evaluation.pair_probe import instance_kinds, instance_regions
 
     counts: dict[str, GraspCauseCounts] = {CONFIDENCE_MASK: GraspCauseCounts()}
     if include_prior_mean:
@@ -117,6 +122,7 @@ def trace_grasps(
             image, target = dataset[index]
             truth_masks = target["masks"].numpy().astype(bool)
             kinds = instance_kinds(dataset, index, target)
+            regions = instance_regions(dataset, index, target)
             scenes_without_kinds += kinds is None
             rgb = [scene_rgb(image)]
             pipeline.update_settings(mode=CONFIDENCE_MASK, p=p)
@@ -128,7 +134,7 @@ def trace_grasps(
                 scene_results[BASELINE] = baseline.process(rgb, cameras)
             for method, (result,) in scene_results.items():
                 grasps = setup.planner.plan_result(result)
-                counts[method].add(grasps[0] if grasps else None, setup.cup_radius, truth_masks, kinds)
+                counts[method].add(grasps[0] if grasps else None, setup.cup_radius, truth_masks, kinds, regions)
             bar.update()
     finally:
         bar.close()

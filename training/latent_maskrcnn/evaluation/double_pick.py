@@ -129,14 +129,21 @@ def pickable_area(counts: PickCounts | list[PickCounts]) -> float:
 # ---------------------------------------------------------------------------- causes
 UNKNOWN = "unknown"
 PAIR_KINDS = ("pair_merged", "pair_half")
-FILM_KINDS = ("film_bag", "under_film")
-CAUSES = ("pair_seam", "pair_other", "film", "glare_stripe", "plain", UNKNOWN)
+GLARE_KINDS = ("glare_stripe", "glare_half")
+FILM_KINDS = ("film_bag", "film_garment", "under_film", "through_film")
+CAUSES = ("pair_seam", "glare_split", "pair_other", "film", "glare_stripe", "plain", UNKNOWN)
 """Exclusive causes of a double pick, first match wins: ``pair_seam`` (the circle touches both
 halves of a seamless pair labelled as two items: the ambiguity of the paper's experiment),
+``glare_split`` (both parts of a glare-striped item labelled as two along its stripe),
 ``pair_other`` (it touches a seamless-pair item and another item), ``film`` (a clear bag or the
-item under it), ``glare_stripe`` (an item with a boundary-like glare stripe), ``plain`` (only
-ordinary items), ``unknown`` (an item of unknown kind, or no kinds at all)."""
-KINDS = ("pair_merged", "pair_half", "film_bag", "under_film", "glare_stripe", "plain", UNKNOWN)
+item under it, in either labelling), ``glare_stripe`` (an item with a boundary-like glare
+stripe and another item), ``plain`` (only ordinary items), ``unknown`` (an item of unknown kind,
+or no kinds at all). ``pair_seam``, ``glare_split`` and ``film`` are the labelling ambiguity
+(`AMBIGUITY_CAUSES`)."""
+AMBIGUITY_CAUSES = ("pair_seam", "glare_split", "film")
+"""The causes that come from how an annotator labels an ambiguous region."""
+KINDS = ("pair_merged", "pair_half", "glare_half", "film_bag", "film_garment", "under_film", "through_film",
+         "glare_stripe", "plain", UNKNOWN)
 
 
 @dataclass
@@ -204,16 +211,28 @@ def normal_kind(kind: object) -> str:
     return kind if isinstance(kind, str) and kind in KINDS else UNKNOWN
 
 
-def cause_of(touched_kinds: list[str]) -> str:
-    """The `CAUSES` entry of a double pick from the (normal) kinds of the items it touches."""
-    if touched_kinds.count("pair_half") >= 2:
+def _two_parts(touched_kinds: list[str], kind: str, touched_regions: list | None) -> bool:
+    """Whether the circle touches two parts of one item labelled as two: two of ``kind``, of one
+    region where the regions are known (two halves of different pairs are two items)."""
+    regions = [None] * len(touched_kinds) if touched_regions is None else list(touched_regions)
+    parts = [region for name, region in zip(touched_kinds, regions) if name == kind]
+    known = [region for region in parts if region is not None]
+    return len(known) != len(set(known)) or (len(parts) >= 2 and len(known) < len(parts))
+
+
+def cause_of(touched_kinds: list[str], touched_regions: list | None = None) -> str:
+    """The `CAUSES` entry of a double pick from the (normal) kinds of the items it touches and,
+    where the data carry them, their ``region_id``s (aligned with the kinds)."""
+    if _two_parts(touched_kinds, "pair_half", touched_regions):
         return "pair_seam"
+    if _two_parts(touched_kinds, "glare_half", touched_regions):
+        return "glare_split"
     present = set(touched_kinds)
     if present & set(PAIR_KINDS):
         return "pair_other"
     if present & set(FILM_KINDS):
         return "film"
-    if "glare_stripe" in present:
+    if present & set(GLARE_KINDS):
         return "glare_stripe"
     if UNKNOWN in present:
         return UNKNOWN
@@ -226,11 +245,14 @@ def classify_picks(
     kinds: list[str | None] | None,
     simulation: GripperSimulation = GripperSimulation(),
     image_id: int = 0,
+    regions: list[int | None] | None = None,
 ) -> PickCauses:
     """The circles of `simulate_picks` on one image, the double picks split by the ambiguity
     kinds (``kinds[g]`` of ground-truth mask g, the ``ambiguity`` field of synthetic COCO data)
     of the items they touch. ``kinds`` None (data without that field) or of the wrong length
-    makes every double pick ``unknown`` (the length mismatch is logged)."""
+    makes every double pick ``unknown`` (the length mismatch is logged). ``regions`` (the
+    ``region_id`` field, aligned with ``kinds``) tells the halves of different seamless pairs
+    apart; without it any two halves touched count as a seam."""
     single, touched = _circle_hits(predicted_masks, ground_truth_masks, simulation, image_id)
     count = touched.sum(dim=0)
     result = PickCauses(images=1)
@@ -244,13 +266,18 @@ def classify_picks(
     if kinds is None:
         result.images_without_kinds = 1
     names = [UNKNOWN] * ground_truth_masks.shape[0] if kinds is None else [normal_kind(k) for k in kinds]
+    if regions is not None and len(regions) != len(names):
+        LOG.warning("image %s: %d region ids for %d ground-truth masks; they are not used", image_id, len(regions), len(names))
+        regions = None
     doubles = torch.nonzero(single & (count > 1)).flatten()
     if doubles.numel():
         # group identical touched sets: a few distinct sets per image
         patterns, frequency = torch.unique(touched[:, doubles].T, dim=0, return_counts=True)
         for pattern, times in zip(patterns, frequency.tolist()):
-            touched_kinds = sorted(names[g] for g in torch.nonzero(pattern).flatten().tolist())
-            result.causes[cause_of(touched_kinds)] += times
+            touched = torch.nonzero(pattern).flatten().tolist()
+            touched_kinds = sorted(names[g] for g in touched)
+            result.causes[cause_of([names[g] for g in touched],
+                                   None if regions is None else [regions[g] for g in touched])] += times
             for kind in set(touched_kinds):
                 result.kinds[kind] += times
             key = "+".join(touched_kinds)

@@ -34,8 +34,10 @@ The outlines of both labellings are needed for every pair. A pair labelled as tw
 halves (merged = their union); a pair labelled as one is re-rendered from the data set's seed
 with the other labelling (the generator keeps the pixels bit-identical); the re-rendered image
 must equal the stored one and the halves' union the stored merged mask, else the pair is
-dropped and counted. Data that do not come from the generator (no ``ambiguity`` field) have
-no pairs: the probe reports zero pairs rather than failing.
+dropped and counted. An image may hold several pairs (``max_pairs``): the ``region_id`` of the
+annotations tells which halves belong together, and each pair is probed on its own. Data that
+do not come from the generator (no ``ambiguity`` field) have no pairs: the probe reports zero
+pairs rather than failing.
 """
 from __future__ import annotations
 
@@ -77,6 +79,8 @@ class SeamlessPair:
     """bool [2, H, W], the visible pixels of each bag."""
     labelling: str
     """How the ground truth labels it: 'merged' (one item) or 'split' (two)."""
+    region: int | None = None
+    """The pair's ``region_id`` in its scene (None in data without that field)."""
 
     @property
     def merged(self) -> torch.Tensor:
@@ -93,15 +97,12 @@ def _annotations(dataset, index: int) -> list[dict]:
     return [a for a in dataset.coco.imgToAnns.get(image_id, []) if not a.get("iscrowd", 0)]
 
 
-def instance_kinds(dataset, index: int, target: dict) -> list[str | None] | None:
-    """The ``ambiguity`` kind of every ground-truth mask of ``target`` (item ``index`` of a
-    `CocoInstanceDataset`), in mask order; None when the data carry no kinds, the data set is
-    augmented (instances may be dropped) or the masks cannot be lined up with the annotations."""
+def _aligned_annotations(dataset, index: int, target: dict) -> list[dict] | None:
+    """The annotations of item ``index`` in mask order, or None when the data set is augmented
+    (instances may be dropped) or the masks cannot be lined up with the annotations."""
     if not hasattr(dataset, "coco") or getattr(dataset, "transforms", None) is not None:
         return None
     annotations = _annotations(dataset, index)
-    if not any("ambiguity" in a for a in annotations):
-        return None
     count = int(target["masks"].shape[0])
     if len(annotations) != count:  # the loader leaves out empty masks
         annotations = [a for a in annotations if dataset.coco.annToMask(a).any()]
@@ -109,12 +110,32 @@ def instance_kinds(dataset, index: int, target: dict) -> list[str | None] | None
             LOG.warning("image %s: %d annotations for %d masks; its ambiguity kinds are unknown",
                         dataset.image_ids[index], len(annotations), count)
             return None
-    return [a.get("ambiguity") for a in annotations]
+    return annotations
+
+
+def instance_kinds(dataset, index: int, target: dict) -> list[str | None] | None:
+    """The ``ambiguity`` kind of every ground-truth mask of ``target`` (item ``index`` of a
+    `CocoInstanceDataset`), in mask order; None when the data carry no kinds, the data set is
+    augmented (instances may be dropped) or the masks cannot be lined up with the annotations."""
+    if not hasattr(dataset, "coco") or not any("ambiguity" in a for a in _annotations(dataset, index)):
+        return None
+    annotations = _aligned_annotations(dataset, index, target)
+    return None if annotations is None else [a.get("ambiguity") for a in annotations]
+
+
+def instance_regions(dataset, index: int, target: dict) -> list[int | None] | None:
+    """The ``region_id`` of every ground-truth mask (the ambiguous region an instance belongs
+    to: both halves of a split pair share it), in mask order; None as for `instance_kinds` or
+    when the data carry no region ids."""
+    if not hasattr(dataset, "coco") or not any("region_id" in a for a in _annotations(dataset, index)):
+        return None
+    annotations = _aligned_annotations(dataset, index, target)
+    return None if annotations is None else [a.get("region_id") for a in annotations]
 
 
 class PairSource:
-    """Finds the seamless pair of each image of a `CocoInstanceDataset` and counts the pairs it
-    has to drop (``dropped``: reason -> count)."""
+    """Finds the seamless pairs of each image of a `CocoInstanceDataset` and counts the pairs
+    it has to drop (``dropped``: reason -> count)."""
 
     def __init__(self, dataset) -> None:
         self.dataset = dataset
@@ -127,54 +148,89 @@ class PairSource:
         LOG.debug("image %s: seamless pair dropped (%s)", image_id, reason)
 
     def pair(self, index: int, target: dict, image: torch.Tensor | None = None) -> SeamlessPair | None:
-        """The pair of image ``index`` (``target`` as the data set returns it; ``image`` float
-        [3, H, W], loaded if needed), or None when it has none or it is dropped."""
+        """The pair of image ``index`` when it holds exactly one (else None; an image with
+        several is counted as dropped: use `pairs`)."""
+        found = self.pairs(index, target, image, several=False)
+        return found[0] if found else None
+
+    def pairs(self, index: int, target: dict, image: torch.Tensor | None = None,
+              several: bool = True) -> list[SeamlessPair]:
+        """Every usable pair of image ``index`` (``target`` as the data set returns it;
+        ``image`` float [3, H, W], loaded if needed), in ``region_id`` order."""
         kinds = instance_kinds(self.dataset, index, target)
         if kinds is None:
-            return None
+            return []
         image_id = int(self.dataset.image_ids[index])
+        regions = instance_regions(self.dataset, index, target) or [None] * len(kinds)
         masks = target["masks"].to(torch.bool).cpu()
-        halves = [g for g, kind in enumerate(kinds) if kind == "pair_half"]
-        merged = [g for g, kind in enumerate(kinds) if kind == "pair_merged"]
-        if not halves and not merged:
-            return None
-        if merged:
-            if len(merged) != 1 or halves:
-                self._drop("several pairs", image_id)
-                return None
-            regenerated = self._regenerate_halves(index, image, masks[merged[0]])
-            return None if regenerated is None else SeamlessPair(image_id, regenerated, "merged")
-        if len(halves) != 2:
-            self._drop("a half outside the view", image_id)
-            return None
-        return SeamlessPair(image_id, masks[halves], "split")
+        groups: dict[int | None, dict[str, list[int]]] = {}
+        for g, (kind, region) in enumerate(zip(kinds, regions)):
+            if kind in ("pair_half", "pair_merged"):
+                groups.setdefault(region, {"pair_half": [], "pair_merged": []})[kind].append(g)
+        if not groups:
+            return []
+        if len(groups) > 1 and not several:
+            self._drop("several pairs", image_id)
+            return []
+        found: list[SeamlessPair] = []
+        rendered: list = []  # the re-rendered split view, made once per image
+        for region in sorted(groups, key=lambda r: (r is None, r if r is not None else 0)):
+            halves, merged = groups[region]["pair_half"], groups[region]["pair_merged"]
+            if merged:
+                if len(merged) != 1 or halves:
+                    self._drop("several pairs", image_id)
+                    continue
+                regenerated = self._regenerate_halves(index, image, masks[merged[0]], region, rendered)
+                if regenerated is not None:
+                    found.append(SeamlessPair(image_id, regenerated, "merged", region))
+            elif len(halves) != 2:
+                self._drop("a half outside the view", image_id)
+            else:
+                found.append(SeamlessPair(image_id, masks[halves], "split", region))
+        return found
 
-    def _regenerate_halves(self, index: int, image: torch.Tensor | None, merged_mask: torch.Tensor) -> torch.Tensor | None:
+    def _split_view(self, index: int, image: torch.Tensor | None, rendered: list):
+        """The image's view re-rendered with every pair split (the other regions labelled as
+        stored), checked against the stored image; None (and a drop reason) when impossible."""
+        if rendered:
+            return rendered[0]
         from latent_maskrcnn.data.synthetic import AmbiguityRates, generate_scene
         from latent_maskrcnn.data.synthetic.coco import scene_seed
 
         info, entry = self.info, _image_entry(self.dataset, index)
-        image_id = int(entry["id"])
         needed = ("seed", "views", "height", "width", "ambiguity_rates")
+        result: tuple | None = None
         if info.get("generator") != GENERATOR_NAME or any(key not in info for key in needed) \
                 or "scene_id" not in entry or "view" not in entry:
-            self._drop("not re-renderable (no generator info)", image_id)
+            result = (None, "not re-renderable (no generator info)")
+        else:
+            try:
+                rates = AmbiguityRates(**info["ambiguity_rates"])
+                scene = generate_scene(scene_seed(info["seed"], entry["scene_id"]), info["height"], info["width"],
+                                       int(entry["view"]) + 1, rates, pair_labeling="split", style=entry.get("style"))
+            except (TypeError, ValueError) as error:
+                result = (None, f"not re-renderable ({error})")
+            else:
+                view = scene.views[int(entry["view"])]
+                if image is None:
+                    image = self.dataset.load_image(index)
+                stored = (image.detach().cpu() * 255.0).round().to(torch.uint8).permute(1, 2, 0)
+                if tuple(stored.shape) != view.image.shape or not torch.equal(stored, torch.from_numpy(view.image)):
+                    result = (None, "re-rendered image differs")
+                else:
+                    result = (view, None)
+        rendered.append(result)
+        return result
+
+    def _regenerate_halves(self, index: int, image: torch.Tensor | None, merged_mask: torch.Tensor,
+                           region: int | None, rendered: list) -> torch.Tensor | None:
+        image_id = int(_image_entry(self.dataset, index)["id"])
+        view, problem = self._split_view(index, image, rendered)
+        if view is None:
+            self._drop(problem, image_id)
             return None
-        try:
-            rates = AmbiguityRates(**info["ambiguity_rates"])
-            scene = generate_scene(scene_seed(info["seed"], entry["scene_id"]), info["height"], info["width"],
-                                   int(entry["view"]) + 1, rates, pair_labeling="split")
-        except (TypeError, ValueError) as error:
-            self._drop(f"not re-renderable ({error})", image_id)
-            return None
-        view = scene.views[int(entry["view"])]
-        if image is None:
-            image = self.dataset.load_image(index)
-        stored = (image.detach().cpu() * 255.0).round().to(torch.uint8).permute(1, 2, 0)
-        if tuple(stored.shape) != view.image.shape or not torch.equal(stored, torch.from_numpy(view.image)):
-            self._drop("re-rendered image differs", image_id)
-            return None
-        halves = [g for g, ref in enumerate(view.instances) if ref.kind == "pair_half"]
+        halves = [g for g, ref in enumerate(view.instances)
+                  if ref.kind == "pair_half" and (region is None or ref.region == region)]
         if len(halves) != 2:
             self._drop("a half outside the view", image_id)
             return None
@@ -393,7 +449,8 @@ def posterior_answers(model, image: torch.Tensor, pair: SeamlessPair, others: di
 # ---------------------------------------------------------------------------- a held-out probe set
 @dataclass
 class ProbeSet:
-    """The first images of a COCO set that hold a usable seamless pair, loaded once."""
+    """The usable seamless pairs of the first images of a COCO set, loaded once (an image with
+    several pairs is listed once per pair)."""
 
     images: list[torch.Tensor]
     pairs: list[SeamlessPair]
@@ -404,8 +461,8 @@ class ProbeSet:
 
 
 def load_probe_set(annotations: str, images: str, max_images: int) -> ProbeSet:
-    """Scan a COCO set in image-id order until ``max_images`` images with a usable pair are
-    found (raises `DatasetError` for a broken set)."""
+    """Scan a COCO set in image-id order until ``max_images`` usable pairs are found (an image
+    with several pairs gives one entry per pair; raises `DatasetError` for a broken set)."""
     from latent_maskrcnn.data.coco_dataset import CocoInstanceDataset
 
     if max_images < 1:
@@ -422,11 +479,12 @@ def load_probe_set(annotations: str, images: str, max_images: int) -> ProbeSet:
         if not kinds or not ({"pair_half", "pair_merged"} & set(kinds)):
             continue
         image = dataset.load_image(index)
-        pair = source.pair(index, target, image)
-        if pair is not None:
+        regions = instance_regions(dataset, index, target) or [None] * len(kinds)
+        for pair in source.pairs(index, target, image)[: max_images - len(pairs)]:
             loaded.append(image)
             pairs.append(pair)
-            keep = torch.tensor([kind not in ("pair_half", "pair_merged") for kind in kinds], dtype=torch.bool)
+            keep = torch.tensor([kind not in ("pair_half", "pair_merged") or (pair.region is not None and region != pair.region)
+                                 for kind, region in zip(kinds, regions)], dtype=torch.bool)
             others.append({key: target[key][keep] for key in ("masks", "boxes", "labels")})
     if not pairs:
         LOG.warning("%s: no usable seamless pair in %d images (dropped: %s); the probe reports zero pairs",
@@ -485,6 +543,7 @@ __all__ = [
     "SeamlessPair",
     "answer",
     "instance_kinds",
+    "instance_regions",
     "labelled_targets",
     "load_probe_set",
     "posterior_answers",

@@ -132,7 +132,7 @@ def plot_sample_grid(rows: Sequence, path: str | Path) -> None:
     figure.savefig(path)
 
 
-CAUSE_COLOURS = {"pair_seam": "tab:red", "pair_other": "tab:orange", "film": "tab:purple",
+CAUSE_COLOURS = {"pair_seam": "tab:red", "glare_split": "tab:pink", "pair_other": "tab:orange", "film": "tab:purple",
                  "glare_stripe": "tab:olive", "plain": "tab:blue", "unknown": "tab:gray"}
 
 

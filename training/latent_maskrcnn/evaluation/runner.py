@@ -34,7 +34,7 @@ from latent_maskrcnn.aggregation.prepared_samples import validate_p
 from latent_maskrcnn.evaluation.double_pick import CAUSES, GripperSimulation, PickCauses, classify_picks
 from latent_maskrcnn.evaluation.gripper_defaults import SIMULATED_GRIPPER_CIRCLES, SIMULATED_GRIPPER_RADIUS
 from latent_maskrcnn.evaluation.metrics import DatasetMetrics
-from latent_maskrcnn.evaluation.pair_probe import PairResult, PairSource, ProbeSettings, instance_kinds, probe_pair, summarize_probe
+from latent_maskrcnn.evaluation.pair_probe import PairResult, PairSource, ProbeSettings, instance_kinds, instance_regions, probe_pair, summarize_probe
 from latent_maskrcnn.evaluation.targets import double_pick_targets, targets_markdown
 
 LOG = logging.getLogger(__name__)
@@ -169,6 +169,7 @@ def run_methods(
         truth = {"masks": target["masks"].to(torch.bool).cpu(), "labels": target["labels"].cpu()}
         kinds = target.get("kinds") if "kinds" in target else (
             instance_kinds(dataset, index, target) if hasattr(dataset, "coco") else None)
+        regions = instance_regions(dataset, index, target) if hasattr(dataset, "coco") else None
         start = time.perf_counter()
         images = [image.to(device)]
         samples = model.sample(images, num_samples=settings.num_samples, seed=settings.seed + index,
@@ -195,9 +196,8 @@ def run_methods(
         start = time.perf_counter()
         for name, prediction in predictions.items():
             run.metrics[name].add({key: value.detach().cpu() for key, value in prediction.items()}, truth, image_id)
-            run.pick_causes[name].add(classify_picks(_cpu_masks(prediction), truth["masks"], kinds, settings.gripper, image_id))
-        pair = None if pairs is None else pairs.pair(index, target, image)
-        if pair is not None:
+            run.pick_causes[name].add(classify_picks(_cpu_masks(prediction), truth["masks"], kinds, settings.gripper, image_id, regions))
+        for pair in ([] if pairs is None else pairs.pairs(index, target, image)):
             shown = [_cpu_masks(s)[s["scores"].cpu() > settings.score_threshold] for s in samples]
             methods = {"confidence_mask": "latent_confidence_mask", "union_nms": "latent_union_nms",
                        "prior_mean": "latent_prior_mean", "maskrcnn": "maskrcnn"}
