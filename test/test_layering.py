@@ -30,7 +30,7 @@ ALLOWED: dict[str, set[str]] = {
     f"{ML}.data": {f"{ML}._exports"},  # synthetic/ exports its renderer lazily, as the root does
     f"{ML}.evaluation": {f"{ML}.model", f"{ML}.aggregation", f"{ML}.data"},
     f"{ML}.training": {f"{ML}.model", f"{ML}.aggregation", f"{ML}.data", f"{ML}.evaluation"},
-    f"{ML}.bench": {f"{ML}.model", f"{ML}.aggregation"},
+    f"{ML}.bench": {f"{ML}.model", f"{ML}.aggregation", f"{ML}.data"},
     f"{ML}._exports": set(),
     f"{LSR}.core": {ML},
     f"{LSR}.replay": {ML, f"{LSR}.core"},

@@ -495,3 +495,21 @@ def test_make_dataset_command_presets_and_labellings(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["make-dataset", "--out", str(tmp_path / "bad"), "--images", "1", "--seed", "1", "--labellings", "all"])
     capsys.readouterr()
+
+
+def test_bench_synthetic_times_both_presets():
+    import argparse
+
+    from latent_maskrcnn.bench import synthetic as bench_synthetic
+
+    parser = argparse.ArgumentParser()
+    bench_synthetic.add_arguments(parser)
+    result = bench_synthetic.run(parser.parse_args(["--scenes", "2", "--height", "48", "--width", "64"]))
+    assert result["scenes"] == 2 and (result["height"], result["width"]) == (48, 64)
+    for preset in ("plain", "ambiguity"):
+        for step in ("view", "view_cpu", "relabel", "png"):
+            assert result[f"{preset}_{step}_ms"] > 0
+    assert result["ratio_ambiguity_over_plain_view"] == pytest.approx(
+        result["ambiguity_view_ms"] / result["plain_view_ms"], rel=0.01)
+    with pytest.raises(ValueError, match="scenes"):
+        bench_synthetic.run(parser.parse_args(["--scenes", "0"]))

@@ -10,11 +10,12 @@ import argparse
 import importlib
 import importlib.util
 
-HELP = "benchmarks: model inference speed, aggregation speed, bag replay, live nodes (JSON with --json)"
+HELP = "benchmarks: model inference speed, aggregation speed, synthetic data, bag replay, live nodes (JSON with --json)"
 
 BENCHMARKS = {
     "model": "latent_maskrcnn.bench.model",
     "aggregate": "latent_maskrcnn.bench.aggregate",
+    "synthetic": "latent_maskrcnn.bench.synthetic",
     "replay": "latent_segmentation_ros.bench.replay",
     "node": "latent_segmentation_ros.bench.node",
     "startup": "latent_segmentation_ros.bench.startup",

@@ -361,8 +361,8 @@ def _cause_markdown(rows: list[dict]) -> list[str]:
         "## Double picks by cause (percent of the circles inside exactly one predicted mask, N)",
         "",
         "The cause columns partition the double-pick rate D / N (first match wins: both halves of a "
-        "seamless pair labelled as two, another seamless-pair contact, clear film, glare stripe, plain "
-        "items only, unknown kinds). False positives: circles of N that touch no item at all (not in D / N). "
+        "seamless pair labelled as two, both parts of a glare-striped item labelled as two, another "
+        "seamless-pair contact, clear film, glare stripe, plain items only, unknown kinds). False positives: circles of N that touch no item at all (not in D / N). "
         "On items: D over the circles of N that touch an item (false positives lower D / N; not this).",
         "",
         "| Method | N | double picks | " + " | ".join(CAUSES) + " | false positives | double picks, on items |",

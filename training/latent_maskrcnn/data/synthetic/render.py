@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from latent_maskrcnn.data.synthetic.ambiguity import GLARE_STRIPE
+from latent_maskrcnn.data.synthetic.ambiguity import GLARE_STRIPE, GLARE_STRIPE_REGION
 from latent_maskrcnn.data.synthetic.appearance import shade_item, stripe_far_side, tote_background
 from latent_maskrcnn.data.synthetic.cameras import RIG, apply_homography, pixel_to_tote, tote_grid
 from latent_maskrcnn.data.synthetic.layout import SEAMLESS_PAIR, InstanceRef, Item, ToteLayout
@@ -101,10 +101,10 @@ def label_masks(layout: ToteLayout, geometry: ViewGeometry) -> tuple[np.ndarray,
     return stacked, kept
 
 
-def _far_side(item: Item, lx: np.ndarray, ly: np.ndarray) -> np.ndarray | None:
+def _far_side(layout: ToteLayout, item: Item, lx: np.ndarray, ly: np.ndarray) -> np.ndarray | None:
     if item.kind == SEAMLESS_PAIR:
         return lx >= 0
-    if item.kind == GLARE_STRIPE and item.look.stripe is not None:
+    if item.kind == GLARE_STRIPE and item.look.stripe is not None and layout.rates.styled(GLARE_STRIPE_REGION):
         return stripe_far_side(item.look.stripe, lx, ly)
     return None
 
@@ -145,7 +145,7 @@ def render_image(layout: ToteLayout, view: int, height: int, width: int) -> tupl
             colour = shade_item(item.look, clx, cly, content_distance, pixel, shine)
             region += (colour - region) * _alpha(content_distance, pixel)
             garment = content_distance < 0
-        covers.append(ItemCover(box, distance < 0, garment, _far_side(item, lx, ly)))
+        covers.append(ItemCover(box, distance < 0, garment, _far_side(layout, item, lx, ly)))
 
     noise_rng = np.random.default_rng([layout.noise_seed, view])
     canvas = ndimage.gaussian_filter(canvas, sigma=(0, BLUR_SIGMA, BLUR_SIGMA), mode="nearest")
