@@ -10,8 +10,7 @@ COUNT_OPTIONS = ("max_pairs", "max_films")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from latent_maskrcnn.data.synthetic.ambiguity import PRESETS, RATE_DESCRIPTIONS, REGION_KINDS
-    from latent_maskrcnn.data.synthetic.coco import LABELLINGS
+    from latent_maskrcnn.data.synthetic.ambiguity import LABELLINGS, PRESETS, RATE_DESCRIPTIONS, REGION_KINDS
 
     parser.add_argument("--out", required=True, help="output folder (gets annotations.json and images/)")
     parser.add_argument("--images", type=int, required=True, help="number of scenes")
@@ -22,9 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=320, help="image width in pixels (default 320)")
     parser.add_argument("--views", type=int, default=1, help="overhead cameras per scene (default 1; the cell has 2)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="plain",
-                        help="data recipe: 'plain' (the default held-out split) or 'ambiguity' (the ambiguity "
-                             "benchmark: several pairs, more glare stripes and clear bags, every region labelled "
-                             "by the annotator style); the options below override single values")
+                        help="data recipe: 'plain' (the plain held-out split; default plain) or 'ambiguity' (the "
+                             "ambiguity benchmark: several pairs, more glare stripes and clear bags, every region "
+                             "labelled by the annotator style); the options below override single values")
 
     def preset_values(name: str) -> str:
         return ", ".join(f"{preset} {_shown(getattr(rates, name))}" for preset, rates in PRESETS.items())

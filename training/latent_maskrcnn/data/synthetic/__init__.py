@@ -8,7 +8,7 @@ from latent_maskrcnn._exports import export_lazily
 # command line reads them for its options) without the renderer (numpy, Pillow, scipy).
 export_lazily(__name__, {
     **{name: "ambiguity" for name in (
-        "AMBIGUITY_RATES", "DEFAULT_RATES", "FILM_BAG", "FILM_GARMENT", "GLARE_HALF", "GLARE_STRIPE", "INSTANCE_KINDS",
+        "AMBIGUITY_RATES", "DEFAULT_RATES", "FILM_BAG", "FILM_GARMENT", "GLARE_HALF", "GLARE_STRIPE", "INSTANCE_KINDS", "LABELLINGS",
         "PAIR_HALF", "PAIR_LABELINGS", "PAIR_MERGED", "PLAIN", "PRESETS", "RATE_DESCRIPTIONS", "REGION_KINDS",
         "STYLES", "THROUGH_FILM", "UNDER_FILM", "AmbiguityRates", "preset_name",
     )},
@@ -16,7 +16,6 @@ export_lazily(__name__, {
     "pixel_to_tote": "cameras",
     "ANNOTATION_FILE": "coco",
     "IMAGE_DIR": "coco",
-    "LABELLINGS": "coco",
     "image_file_name": "coco",
     "make_dataset": "coco",
     "InstanceRef": "layout",

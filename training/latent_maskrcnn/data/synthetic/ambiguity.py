@@ -49,6 +49,11 @@ STYLES = PAIR_LABELINGS
 """An annotator's style: 'merged' labels every styled region as one item (a pair as one, a
 glare-striped item as one, a clear bag with its film), 'split' as its parts."""
 
+LABELLINGS = ("drawn", "both")
+"""How many labellings a data set lists per image: ``drawn``, one, in the style its coin drew;
+``both``, one entry per annotator style for every image (the same file), for a trainer that puts
+both labellings of a scene in one batch."""
+
 SEAMLESS_PAIR_REGION = "seamless_pair"
 GLARE_STRIPE_REGION = "glare_stripe"
 FILM_REGION = "transparent_film"

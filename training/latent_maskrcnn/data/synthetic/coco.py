@@ -20,17 +20,13 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
-from latent_maskrcnn.data.synthetic.ambiguity import DEFAULT_RATES, STYLES, AmbiguityRates, preset_name
+from latent_maskrcnn.data.synthetic.ambiguity import DEFAULT_RATES, LABELLINGS, STYLES, AmbiguityRates, preset_name
 from latent_maskrcnn.data.synthetic.scene import Scene, SceneView, generate_scene
 
 ANNOTATION_FILE = "annotations.json"
 IMAGE_DIR = "images"
 CATEGORIES = [{"id": 1, "name": "item", "supercategory": "apparel"}]
 PNG_COMPRESS_LEVEL = 3
-LABELLINGS = ("drawn", "both")
-"""``drawn``: one entry per image, labelled in the style its coin drew; ``both``: one entry per
-annotator style for every image (the same file), for a trainer that puts both labellings of a
-scene in one batch."""
 
 
 def image_file_name(scene_index: int, view: int) -> str:
