@@ -4,8 +4,10 @@ A cup seals when its whole rim lies on one item, so a cup counts as *sealed* onl
 lies entirely inside one mask (pixels shared with another mask do not count). A cup that does not
 seal is switched off, but it still must not touch another mask: a grasp never straddles two items.
 For each mask the planner finds the placements sealing the most cups, with distance transforms
-and shifted whole-array comparisons (no loop over pixels), and ranks all placements by sealed
-cups, then by the mask's score (paper Section V-D: more sealed cups, fewer double picks).
+and shifted whole-array comparisons (no loop over pixels) in a window around the mask, and ranks
+all placements by sealed cups, then by the mask's score (paper Section V-D: more sealed cups,
+fewer double picks). Nothing is computed at the size of the image: a message's cost follows its
+masks, not the image size it declares.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from latent_segmentation_ros.core.parameters import GRASP_PARAMETERS
-from latent_segmentation_ros.core.results import CameraResult, GraspCandidate
+from latent_segmentation_ros.core.results import CameraResult, GraspCandidate, MaskRegions
 
 
 @dataclass(frozen=True)
@@ -130,74 +132,91 @@ class SuctionGraspPlanner:
         masks = np.asarray(masks)
         if masks.ndim != 3:
             raise ValueError(f"masks must be [N, H, W], got shape {tuple(masks.shape)}")
-        masks = masks.astype(bool, copy=False)
-        count = masks.shape[0]
-        scores = np.zeros(count) if scores is None else np.asarray(scores, dtype=np.float64)
-        mask_ids = np.arange(count) if mask_ids is None else np.asarray(mask_ids, dtype=np.int64)
+        return self.plan_regions(MaskRegions.from_masks(masks.astype(bool, copy=False)), scores, mask_ids)
+
+    def plan_regions(
+        self, regions: MaskRegions, scores: Sequence[float] | None = None, mask_ids: Sequence[int] | None = None
+    ) -> list[GraspCandidate]:
+        """Candidates for masks given as crops (what a ConfidenceMaskArray carries), as :meth:`plan`.
+
+        Each mask is planned in a window around its box (grown by what the gripper can reach),
+        with the other masks that reach into that window: time and memory grow with the masks
+        and the gripper, not with the size of the image they lie in.
+        """
+        count = len(regions)
+        scores = np.zeros(count) if scores is None else np.asarray(scores, dtype=np.float64).reshape(-1)
+        mask_ids = np.arange(count) if mask_ids is None else np.asarray(mask_ids, dtype=np.int64).reshape(-1)
         if len(scores) != count or len(mask_ids) != count:
             raise ValueError(f"{count} masks need {count} scores and ids, got {len(scores)} and {len(mask_ids)}")
-        coverage = masks.sum(axis=0, dtype=np.int32)
+        height, width = regions.image_size
+        pieces = [_Piece.of(crop, int(x), int(y)) for (x, y), crop in zip(regions.offsets, regions.crops)]
         # contact zones: pixels where a cup centre would touch the mask (a mask pixel within the
-        # cup radius), computed per mask on its box grown by the radius, counted over all masks
-        zones = [self._contact_zone(mask) if mask.any() else None for mask in masks]
-        touched = np.zeros(masks.shape[1:], dtype=np.int32)
-        for zone in zones:
-            if zone is not None:
-                (y0, y1, x0, x1), near = zone
-                touched[y0:y1, x0:x1] += near
+        # cup radius), computed per mask on its box grown by the radius
+        grow = int(np.ceil(self.layout.cup_radius)) + 1
+        zones = [None if piece is None else self._contact_zone(piece, grow, height, width) for piece in pieces]
+        zone_boxes = np.array([zone[0] if zone is not None else (0, 0, 0, 0) for zone in zones], dtype=np.int64)
+        present = np.array([zone is not None for zone in zones], dtype=bool)
+        # gripper centres within `reach` of the mask; their cups within 2 * reach; cup rims + r
+        margin = 2 * self.layout.reach + int(np.ceil(self.layout.cup_radius)) + 2
         candidates: list[GraspCandidate] = []
-        for index in range(count):
-            if zones[index] is not None:
-                candidates += self._plan_one(
-                    masks[index], coverage, touched, zones[index], float(scores[index]), int(mask_ids[index])
-                )
+        for index, piece in enumerate(pieces):
+            if piece is None:
+                continue
+            window = (
+                max(piece.y0 - margin, 0), min(piece.y1 + margin, height),
+                max(piece.x0 - margin, 0), min(piece.x1 + margin, width),
+            )
+            y0, y1, x0, x1 = window
+            reaching = present & (zone_boxes[:, 0] < y1) & (zone_boxes[:, 1] > y0) \
+                & (zone_boxes[:, 2] < x1) & (zone_boxes[:, 3] > x0)
+            reaching[index] = False
+            shape = (y1 - y0, x1 - x0)
+            own = np.zeros(shape, dtype=bool)
+            _paste_or(own, window, piece.mask, piece.box)
+            others = np.zeros(shape, dtype=bool)
+            touched = np.zeros(shape, dtype=bool)
+            for other in np.nonzero(reaching)[0]:
+                _paste_or(others, window, pieces[other].mask, pieces[other].box)
+                _paste_or(touched, window, zones[other][1], zones[other][0])
+            candidates += self._plan_one(
+                own & ~others, ~touched, window, piece.box, float(scores[index]), int(mask_ids[index])
+            )
         candidates.sort(key=lambda c: (-c.sealed_cups, -c.score, c.mask_id))
         return candidates[: self.max_candidates] if self.max_candidates else candidates
 
-    def _contact_zone(self, mask: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray]:
-        """(box, bool crop): cup centres within the cup radius of a pixel of ``mask``."""
-        height, width = mask.shape
-        rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
-        grow = int(np.ceil(self.layout.cup_radius)) + 1
-        y0, y1 = max(rows[0] - grow, 0), min(rows[-1] + 1 + grow, height)
-        x0, x1 = max(cols[0] - grow, 0), min(cols[-1] + 1 + grow, width)
+    def _contact_zone(
+        self, piece: "_Piece", grow: int, height: int, width: int
+    ) -> tuple[tuple[int, int, int, int], np.ndarray]:
+        """(box y0, y1, x0, x1, bool crop): cup centres within the cup radius of a mask pixel."""
+        box = (max(piece.y0 - grow, 0), min(piece.y1 + grow, height), max(piece.x0 - grow, 0), min(piece.x1 + grow, width))
+        local = np.zeros((box[1] - box[0], box[3] - box[2]), dtype=bool)
+        _paste_or(local, box, piece.mask, piece.box)
         # every mask pixel lies inside the crop, so distances to the nearest one are exact there
-        near = ndimage.distance_transform_edt(~mask[y0:y1, x0:x1]) <= self.layout.cup_radius
-        return (y0, y1, x0, x1), near
+        near = ndimage.distance_transform_edt(~local) <= self.layout.cup_radius
+        return box, near
 
     def _plan_one(
         self,
-        mask: np.ndarray,
-        coverage: np.ndarray,
-        touched: np.ndarray,
-        zone: tuple[tuple[int, int, int, int], np.ndarray],
+        own: np.ndarray,
+        clear: np.ndarray,
+        window: tuple[int, int, int, int],
+        box: tuple[int, int, int, int],
         score: float,
         mask_id: int,
     ) -> list[GraspCandidate]:
-        height, width = mask.shape
-        rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+        """Placements for one mask in its window: ``own`` its pixels no other mask covers,
+        ``clear`` where a cup centre touches no other mask; ``box`` the mask's box (y0, y1, x0,
+        x1) in image pixels, ``window`` the window's."""
+        y0, _, x0, _ = window
         radius = self.layout.cup_radius
-        # gripper centres within `reach` of the mask; their cups within 2 * reach; cup rims + r
-        margin = 2 * self.layout.reach + int(np.ceil(radius)) + 2
-        y0, y1 = max(rows[0] - margin, 0), min(rows[-1] + 1 + margin, height)
-        x0, x1 = max(cols[0] - margin, 0), min(cols[-1] + 1 + margin, width)
-        own_window = mask[y0:y1, x0:x1]
-        others = (coverage[y0:y1, x0:x1] - own_window.astype(np.int32)) > 0
-        own = own_window & ~others
-
         # a cup centred at c lies inside `own` iff every pixel within `radius` of c does, i.e. the
         # distance to the nearest pixel outside `own` exceeds the radius. `own` is empty outside
         # the mask's box, so the distances are exact when computed on the box padded by one
         # empty pixel (which also makes pixels outside the image count as outside the mask).
         depth = np.zeros(own.shape, dtype=np.float64)
-        by0, by1, bx0, bx1 = rows[0] - y0, rows[-1] + 1 - y0, cols[0] - x0, cols[-1] + 1 - x0
+        by0, by1, bx0, bx1 = box[0] - y0, box[1] - y0, box[2] - x0, box[3] - x0
         depth[by0:by1, bx0:bx1] = ndimage.distance_transform_edt(np.pad(own[by0:by1, bx0:bx1], 1))[1:-1, 1:-1]
         fits = depth > radius
-        # a cup centred at c touches no other mask iff c lies in no other mask's contact zone
-        (zy0, zy1, zx0, zx1), near = zone
-        own_zone = np.zeros(own.shape, dtype=np.int32)
-        own_zone[zy0 - y0 : zy1 - y0, zx0 - x0 : zx1 - x0] = near
-        clear = (touched[y0:y1, x0:x1] - own_zone) == 0
         shape = own.shape
         # lexicographic key: sealed cups first, then how deep the sealed cups sit inside the mask
         depth_weight = 1.0 + self.layout.num_cups * float(depth.max())
@@ -205,16 +224,16 @@ class SuctionGraspPlanner:
         per_angle = []
         for angle in self.angles:
             offsets = self.layout.pixel_offsets(angle)
-            sealed = np.zeros((len(offsets),) + shape, dtype=bool)
+            count = np.zeros(shape, dtype=np.int32)
             margin_sum = np.zeros(shape, dtype=np.float64)
             allowed = np.ones(shape, dtype=bool)
-            for k, (du, dv) in enumerate(offsets):
-                sealed[k] = _shifted(fits, dv, du, fill=False)
-                margin_sum += np.where(sealed[k], _shifted(depth, dv, du, fill=0.0), 0.0)
+            for du, dv in offsets:
+                sealed = _shifted(fits, dv, du, fill=False)
+                count += sealed
+                margin_sum += np.where(sealed, _shifted(depth, dv, du, fill=0.0), 0.0)
                 allowed &= _shifted(clear, dv, du, fill=True)
-            count = sealed.sum(axis=0)
             allowed &= count >= self.min_sealed_cups
-            per_angle.append((angle, offsets, sealed, count, margin_sum, allowed))
+            per_angle.append((angle, offsets, count, margin_sum, allowed))
             if allowed.any():
                 key = count[allowed].max()
                 best_key = key if best_key is None else max(best_key, key)
@@ -226,7 +245,7 @@ class SuctionGraspPlanner:
         yy, xx = np.ogrid[: shape[0], : shape[1]]
         for _ in range(self.candidates_per_mask):
             choice = None
-            for angle, offsets, sealed, count, margin_sum, allowed in per_angle:
+            for angle, offsets, count, margin_sum, allowed in per_angle:
                 usable = allowed & ~suppressed
                 if not usable.any():
                     continue
@@ -234,12 +253,12 @@ class SuctionGraspPlanner:
                 flat = int(np.argmax(key_map))
                 key = key_map.flat[flat]
                 if choice is None or key > choice[0]:
-                    choice = (key, angle, offsets, sealed, count, flat)
+                    choice = (key, angle, offsets, count, flat)
             if choice is None:
                 break
-            _, angle, offsets, sealed, count, flat = choice
+            _, angle, offsets, count, flat = choice
             v, u = np.unravel_index(flat, shape)
-            cup_sealed = sealed[:, v, u].copy()
+            cup_sealed = np.array([_value_at(fits, v + dv, u + du) for du, dv in offsets], dtype=bool)
             centres = np.stack([offsets[:, 0] + u + x0, offsets[:, 1] + v + y0], axis=1).astype(np.float32)
             out.append(
                 GraspCandidate(
@@ -256,6 +275,45 @@ class SuctionGraspPlanner:
             )
             suppressed |= (yy - v) ** 2 + (xx - u) ** 2 <= self.suppression_radius**2
         return out
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """A non-empty mask cut to its tight box (y0, y1, x0, x1 in image pixels)."""
+
+    mask: np.ndarray
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        return self.y0, self.y1, self.x0, self.x1
+
+    @classmethod
+    def of(cls, crop: np.ndarray, x: int, y: int) -> "_Piece | None":
+        rows, cols = np.nonzero(crop.any(axis=1))[0], np.nonzero(crop.any(axis=0))[0]
+        if rows.size == 0:
+            return None
+        r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        return cls(crop[r0:r1, c0:c1], y + r0, y + r1, x + c0, x + c1)
+
+
+def _paste_or(target: np.ndarray, target_box: tuple[int, int, int, int], source: np.ndarray,
+              source_box: tuple[int, int, int, int]) -> None:
+    """target |= source where their boxes (y0, y1, x0, x1 in image pixels) overlap."""
+    y0, y1 = max(target_box[0], source_box[0]), min(target_box[1], source_box[1])
+    x0, x1 = max(target_box[2], source_box[2]), min(target_box[3], source_box[3])
+    if y0 < y1 and x0 < x1:
+        target[y0 - target_box[0] : y1 - target_box[0], x0 - target_box[2] : x1 - target_box[2]] |= source[
+            y0 - source_box[0] : y1 - source_box[0], x0 - source_box[2] : x1 - source_box[2]
+        ]
+
+
+def _value_at(values: np.ndarray, v: int, u: int) -> bool:
+    """values[v, u], False outside the array."""
+    return bool(0 <= v < values.shape[0] and 0 <= u < values.shape[1] and values[v, u])
 
 
 def _shifted(values: np.ndarray, dv: int, du: int, fill) -> np.ndarray:

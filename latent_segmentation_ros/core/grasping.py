@@ -6,12 +6,13 @@ import time
 from typing import Any, Callable, Mapping
 
 from latent_segmentation_ros.core.grasp_planner import SuctionCupLayout, SuctionGraspPlanner
+from latent_segmentation_ros.core.image_conversion import ImageTooLarge
 from latent_segmentation_ros.core.messages import (
     MessageFactory,
     build_grasp_candidate_array,
-    confidence_mask_array_to_result,
+    decode_confidence_mask_array,
 )
-from latent_segmentation_ros.core.node_support import DROP_ERROR, DROP_MESSAGE, NodeStats
+from latent_segmentation_ros.core.node_support import DROP_ERROR, DROP_MESSAGE, DROP_TOO_LARGE, NodeStats
 from latent_segmentation_ros.core.parameters import GRASP_PARAMETERS, ParameterSet
 from latent_segmentation_ros.core.segmentation import Outcome, ParameterDecision
 
@@ -76,23 +77,29 @@ class GraspCore:
     def handle(self, mask_array: Any, publish: Callable[[Any], None] | None = None) -> Outcome:
         """A GraspCandidateArray for one ConfidenceMaskArray, or a counted drop with the reason.
 
-        With ``publish``, the message is published here and the latency reported to
+        The masks are read and planned as the crops the message carries: an array declaring an
+        image larger than ``max_image_pixels`` is dropped unread (``too_large``), any other costs
+        what its masks hold. With ``publish``, the message is published here and the latency reported to
         diagnostics is measured from the call (the array's arrival) until ``publish`` returned;
         without it, until the message was built.
         """
         start = self._clock()
         self.stats.input_arrived()
         try:
-            result = confidence_mask_array_to_result(mask_array)
+            decoded = decode_confidence_mask_array(mask_array, self.parameters["max_image_pixels"])
+        except ImageTooLarge as error:
+            detail = f"confidence masks from {getattr(mask_array, 'camera', '?')!r}: {error}"
+            self.stats.drop(DROP_TOO_LARGE, detail)
+            return Outcome(drop_reason=DROP_TOO_LARGE, detail=detail)
         except (ValueError, AttributeError, TypeError) as error:
             detail = f"confidence masks from {getattr(mask_array, 'camera', '?')!r} unreadable: {error}"
             self.stats.drop(DROP_MESSAGE, detail)
             return Outcome(drop_reason=DROP_MESSAGE, detail=detail)
         try:
             planner = self.planner
-            candidates = planner.plan_result(result)
+            candidates = planner.plan_regions(decoded.regions, decoded.scores)
             message = build_grasp_candidate_array(
-                candidates, mask_array.header, result.camera, planner.layout.cup_radius, self.factory
+                candidates, mask_array.header, decoded.camera, planner.layout.cup_radius, self.factory
             )
             if publish is not None:
                 publish(message)

@@ -12,6 +12,9 @@ cv_bridge's ``imgmsg_to_cv2(msg, "passthrough")`` / ``cv2_to_imgmsg(array, encod
 
 Everything works on plain fields, so rclpy messages, rosbags messages and any object with the
 same attributes are accepted by :func:`message_to_numpy` and :func:`message_to_rgb`.
+
+Every malformed image raises ValueError with the reason; an image declaring more pixels than a
+caller's ``max_pixels`` raises :class:`ImageTooLarge` (a ValueError) before its data is touched.
 """
 from __future__ import annotations
 
@@ -38,6 +41,21 @@ ENCODINGS: dict[str, tuple[np.dtype, int]] = {
 GENERIC_3_CHANNEL_ORDERS = ("bgr", "rgb")
 
 
+class ImageTooLarge(ValueError):
+    """An image declares more pixels than the reader accepts (checked before reading its data)."""
+
+
+def check_declared_size(height: int, width: int, max_pixels: int | None, what: str = "image") -> None:
+    """ValueError unless ``height`` and ``width`` are positive; ImageTooLarge when their product
+    exceeds ``max_pixels`` (None: no limit)."""
+    if height <= 0 or width <= 0:
+        raise ValueError(f"{what} size must be positive, got height={height} width={width}")
+    if max_pixels is not None and height * width > max_pixels:
+        raise ImageTooLarge(
+            f"{what} declares {width}x{height} = {height * width} pixels, more than max_image_pixels {max_pixels}"
+        )
+
+
 @dataclass(frozen=True)
 class ImageFields:
     """The fields of a `sensor_msgs/Image` other than the header."""
@@ -55,11 +73,13 @@ class ImageFields:
         for name in ("encoding", "height", "width", "step", "is_bigendian", "data"):
             if not hasattr(message, name):
                 raise ValueError(f"image message has no field {name!r}")
+        if not isinstance(message.encoding, str):
+            raise ValueError(f"image encoding must be a string, got {type(message.encoding).__name__}")
         return cls(
-            encoding=str(message.encoding),
-            height=int(message.height),
-            width=int(message.width),
-            step=int(message.step),
+            encoding=message.encoding,
+            height=_integer_field(message, "height"),
+            width=_integer_field(message, "width"),
+            step=_integer_field(message, "step"),
             is_bigendian=int(bool(message.is_bigendian)),
             data=_as_bytes(message.data),
         )
@@ -75,17 +95,23 @@ def encoding_info(encoding: str) -> tuple[np.dtype, int]:
 
 
 def image_to_numpy(
-    encoding: str, height: int, width: int, step: int, is_bigendian: int | bool, data: Any
+    encoding: str,
+    height: int,
+    width: int,
+    step: int,
+    is_bigendian: int | bool,
+    data: Any,
+    max_pixels: int | None = None,
 ) -> np.ndarray:
     """The image as stored (cv_bridge "passthrough"): [H, W] or [H, W, C], native byte order.
 
     Raises ValueError for an unsupported encoding, a non-positive size, a ``step`` shorter than
-    one row of pixels, or ``data`` shorter than ``step * height``.
+    one row of pixels, or ``data`` shorter than ``step * height``; ImageTooLarge when the image
+    declares more than ``max_pixels`` pixels (None: no limit).
     """
     dtype, channels = encoding_info(encoding)
     height, width, step = int(height), int(width), int(step)
-    if height <= 0 or width <= 0:
-        raise ValueError(f"image size must be positive, got height={height} width={width}")
+    check_declared_size(height, width, max_pixels)
     row_bytes = width * channels * dtype.itemsize
     if step < row_bytes:
         raise ValueError(
@@ -170,21 +196,22 @@ def image_to_rgb(
     is_bigendian: int | bool,
     data: Any,
     generic_3_channel_order: str = "bgr",
+    max_pixels: int | None = None,
 ) -> np.ndarray:
     """Image fields -> uint8 [H, W, 3] RGB; errors as in :func:`image_to_numpy`."""
-    pixels = image_to_numpy(encoding, height, width, step, is_bigendian, data)
+    pixels = image_to_numpy(encoding, height, width, step, is_bigendian, data, max_pixels)
     return to_rgb8(pixels, encoding, generic_3_channel_order)
 
 
-def message_to_numpy(message: Any) -> np.ndarray:
+def message_to_numpy(message: Any, max_pixels: int | None = None) -> np.ndarray:
     """Any Image-like message -> the array as stored (see :func:`image_to_numpy`)."""
     fields = ImageFields.from_message(message)
     return image_to_numpy(
-        fields.encoding, fields.height, fields.width, fields.step, fields.is_bigendian, fields.data
+        fields.encoding, fields.height, fields.width, fields.step, fields.is_bigendian, fields.data, max_pixels
     )
 
 
-def message_to_rgb(message: Any, generic_3_channel_order: str = "bgr") -> np.ndarray:
+def message_to_rgb(message: Any, generic_3_channel_order: str = "bgr", max_pixels: int | None = None) -> np.ndarray:
     """Any Image-like message -> uint8 [H, W, 3] RGB (see :func:`to_rgb8`)."""
     fields = ImageFields.from_message(message)
     return image_to_rgb(
@@ -195,7 +222,16 @@ def message_to_rgb(message: Any, generic_3_channel_order: str = "bgr") -> np.nda
         fields.is_bigendian,
         fields.data,
         generic_3_channel_order,
+        max_pixels,
     )
+
+
+def _integer_field(message: Any, name: str) -> int:
+    """An integer field of an Image-like object; ValueError when it holds anything else."""
+    value = getattr(message, name)
+    if isinstance(value, (bool, float)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"image field {name} must be an integer, got {value!r}")
+    return int(value)
 
 
 def _as_bytes(data: Any) -> bytes | memoryview:

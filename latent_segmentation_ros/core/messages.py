@@ -9,15 +9,16 @@ objects (the nodes); readers turn either kind back into numpy records.
 from __future__ import annotations
 
 import array
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from latent_segmentation_ros.core.image_conversion import message_to_numpy
+from latent_segmentation_ros.core.image_conversion import check_declared_size, message_to_numpy
 from latent_segmentation_ros.core.resources import PACKAGE, candidate_paths
-from latent_segmentation_ros.core.results import CameraResult, GraspCandidate, tight_boxes
+from latent_segmentation_ros.core.results import CameraResult, GraspCandidate, MaskRegions, tight_boxes
 
 MESSAGE_NAMES = ("ConfidenceMask", "ConfidenceMaskArray", "GraspCandidate", "GraspCandidateArray")
 CONFIDENCE_MASK = f"{PACKAGE}/msg/ConfidenceMask"
@@ -25,6 +26,8 @@ CONFIDENCE_MASK_ARRAY = f"{PACKAGE}/msg/ConfidenceMaskArray"
 GRASP_CANDIDATE = f"{PACKAGE}/msg/GraspCandidate"
 GRASP_CANDIDATE_ARRAY = f"{PACKAGE}/msg/GraspCandidateArray"
 IMAGE = "sensor_msgs/msg/Image"
+# Class ids a mask array may carry: names are kept per class 1..C, so an id bounds that list.
+MAX_CLASS_ID = 65535
 
 
 def find_msg_dir() -> Path:
@@ -175,17 +178,57 @@ def build_confidence_mask_array(result: CameraResult, header: Any, factory: Mess
     )
 
 
-def confidence_mask_array_to_result(message: Any) -> CameraResult:
-    """A ConfidenceMaskArray (rclpy or rosbags) back to a :class:`CameraResult`.
+@dataclass
+class DecodedMaskArray:
+    """What a ConfidenceMaskArray holds, its masks as crops at their rois (:class:`MaskRegions`):
+    reading it costs what the message carries, whatever image size it declares."""
 
-    Raises ValueError when a mask is not mono8, does not match its roi, or leaves the image.
+    camera: str
+    regions: MaskRegions
+    scores: np.ndarray
+    labels: np.ndarray
+    support_counts: np.ndarray
+    mode: str
+    p: float
+    num_samples: int
+    model_id: str
+    inference_time_ms: float
+    class_names: list[str]
+
+    def to_result(self) -> CameraResult:
+        """The full-frame :class:`CameraResult` (memory: masks x the declared image)."""
+        masks = self.regions.to_masks()
+        return CameraResult(
+            camera=self.camera,
+            masks=masks,
+            scores=self.scores,
+            labels=self.labels,
+            boxes=tight_boxes(masks),
+            support_counts=self.support_counts,
+            mode=self.mode,
+            p=self.p,
+            num_samples=self.num_samples,
+            model_id=self.model_id,
+            inference_time_ms=self.inference_time_ms,
+            class_names=self.class_names,
+        )
+
+
+def decode_confidence_mask_array(message: Any, max_image_pixels: int | None = None) -> DecodedMaskArray:
+    """A ConfidenceMaskArray (rclpy or rosbags) read into crops, without full-frame arrays.
+
+    Raises ImageTooLarge (a ValueError) when the array declares more than ``max_image_pixels``
+    pixels (None: no limit), checked before any mask is read; ValueError when a mask is not
+    mono8, does not match its roi, leaves the image, or has a score that is not finite.
     """
     height, width = int(message.image_height), int(message.image_width)
+    check_declared_size(height, width, max_image_pixels, what="mask array image")
     count = len(message.masks)
-    masks = np.zeros((count, height, width), dtype=bool)
     scores = np.zeros(count, dtype=np.float32)
     labels = np.zeros(count, dtype=np.int64)
     supports = np.zeros(count, dtype=np.int64)
+    offsets = np.zeros((count, 2), dtype=np.int64)
+    crops = []
     names: dict[int, str] = {}
     for index, item in enumerate(message.masks):
         roi = item.roi
@@ -196,21 +239,27 @@ def confidence_mask_array_to_result(message: Any) -> CameraResult:
             raise ValueError(
                 f"mask {item.id} is {item.mask.width}x{item.mask.height} but its roi is {w}x{h}"
             )
-        if x + w > width or y + h > height:
+        if min(x, y, w, h) < 0 or x + w > width or y + h > height:
             raise ValueError(f"mask {item.id} roi ({x}, {y}, {w}x{h}) leaves the {width}x{height} image")
-        masks[index, y : y + h, x : x + w] = message_to_numpy(item.mask) > 0
-        scores[index] = item.score
+        if not 0 <= int(item.class_id) <= MAX_CLASS_ID:
+            raise ValueError(f"mask {item.id} has class_id {item.class_id}, outside 0..{MAX_CLASS_ID}")
+        score = float(item.score)
+        if not math.isfinite(score):
+            raise ValueError(f"mask {item.id} has score {score}; scores must be finite")
+        crops.append(message_to_numpy(item.mask) > 0)
+        offsets[index] = (x, y)
+        scores[index] = score
         labels[index] = item.class_id
         supports[index] = item.num_supporting_samples
         if item.class_name:
             names[int(item.class_id)] = str(item.class_name)
-    class_names = [names.get(label, "") for label in range(1, max(names, default=0) + 1)]
-    return CameraResult(
+    positive = [label for label in names if label >= 1]
+    class_names = [names.get(label, "") for label in range(1, max(positive, default=0) + 1)]
+    return DecodedMaskArray(
         camera=str(message.camera),
-        masks=masks,
+        regions=MaskRegions((height, width), offsets, crops),
         scores=scores,
         labels=labels,
-        boxes=tight_boxes(masks),
         support_counts=supports,
         mode=str(message.mode),
         p=float(message.p),
@@ -219,6 +268,15 @@ def confidence_mask_array_to_result(message: Any) -> CameraResult:
         inference_time_ms=float(message.inference_time_ms),
         class_names=class_names,
     )
+
+
+def confidence_mask_array_to_result(message: Any, max_image_pixels: int | None = None) -> CameraResult:
+    """A ConfidenceMaskArray (rclpy or rosbags) back to a full-frame :class:`CameraResult`.
+
+    Errors as :func:`decode_confidence_mask_array`; the full-frame masks cost masks x the
+    declared image, which ``max_image_pixels`` bounds.
+    """
+    return decode_confidence_mask_array(message, max_image_pixels).to_result()
 
 
 def build_grasp_candidate_array(

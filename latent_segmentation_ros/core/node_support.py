@@ -28,6 +28,7 @@ DROP_IMAGE = "bad_image"  # unsupported encoding, short data, empty image
 DROP_SIZE = "size_mismatch"  # the cameras' images differ in size
 DROP_ERROR = "processing_error"  # anything else raised while processing (logged with the cause)
 DROP_MESSAGE = "bad_message"  # an input message that cannot be read (grasp node)
+DROP_TOO_LARGE = "too_large"  # declares a larger image than max_image_pixels (refused unread)
 
 
 @dataclass

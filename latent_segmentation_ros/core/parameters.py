@@ -16,6 +16,10 @@ KINDS = ("double", "integer", "string", "bool", "string_array", "double_array")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 _NAME_TOKEN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TOPIC = re.compile(r"^(~/|/)?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
+# The most pixels (height x width) an input may declare: 8K UHD (7680 x 4320), four times a 4K
+# camera. A message's declared size, not only its content, decides what decoding it costs (a mask
+# array holds crops of a declared image), so larger claims are refused before anything is read.
+MAX_IMAGE_PIXELS = 7680 * 4320
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,14 @@ SEGMENTATION_PARAMETERS = _specs(
     ParameterSpec("publish_overlay", True, "bool", "Publish <camera>/segmentation_overlay images for RViz"),
     ParameterSpec("generic_color_order", "bgr", "string", "Channel order assumed for 8UC3 images (no order in the encoding)", choices=("bgr", "rgb")),
     ParameterSpec(
+        "max_image_pixels",
+        MAX_IMAGE_PIXELS,
+        "integer",
+        "Camera images declaring more pixels (height x width) are dropped as too_large before they are read",
+        1,
+        1_000_000_000,
+    ),
+    ParameterSpec(
         "input_timeout",
         5.0,
         "double",
@@ -164,6 +176,14 @@ GRASP_PARAMETERS = _specs(
     ParameterSpec("candidates_per_mask", 1, "integer", "Grasps proposed per mask", 1, 100),
     ParameterSpec("min_sealed_cups", 1, "integer", "Grasps sealing fewer cups are not proposed", 1, 256),
     ParameterSpec("max_candidates", 0, "integer", "Most grasps per image (0: no limit)", 0, 100_000),
+    ParameterSpec(
+        "max_image_pixels",
+        MAX_IMAGE_PIXELS,
+        "integer",
+        "Mask arrays declaring a larger image (image_height x image_width) are dropped as too_large before they are read",
+        1,
+        1_000_000_000,
+    ),
     ParameterSpec(
         "input_timeout",
         5.0,

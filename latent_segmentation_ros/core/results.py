@@ -56,6 +56,56 @@ class CameraResult:
 
 
 @dataclass
+class MaskRegions:
+    """Masks of one image kept as crops at their offsets, as a ConfidenceMaskArray carries them.
+
+    Memory grows with the crops, not with ``image_size`` (height, width), so a message that
+    declares a huge image but carries small masks stays cheap. ``offsets`` is int64 [N, 2] (x, y)
+    of each crop's top-left pixel; ``crops`` holds bool [h, w] arrays that lie inside the image.
+    """
+
+    image_size: tuple[int, int]
+    offsets: np.ndarray
+    crops: list[np.ndarray]
+
+    def __post_init__(self) -> None:
+        height, width = (int(v) for v in self.image_size)
+        self.image_size = (height, width)
+        self.offsets = np.asarray(self.offsets, dtype=np.int64).reshape(-1, 2)
+        if len(self.crops) != len(self.offsets):
+            raise ValueError(f"{len(self.crops)} crops for {len(self.offsets)} offsets")
+        for index, ((x, y), crop) in enumerate(zip(self.offsets, self.crops)):
+            if crop.ndim != 2 or crop.dtype != bool:
+                raise ValueError(f"crop {index} must be a bool [h, w] array, got {crop.dtype} {crop.shape}")
+            if x < 0 or y < 0 or x + crop.shape[1] > width or y + crop.shape[0] > height:
+                raise ValueError(
+                    f"crop {index} ({x}, {y}, {crop.shape[1]}x{crop.shape[0]}) leaves the {width}x{height} image"
+                )
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    @classmethod
+    def from_masks(cls, masks: np.ndarray) -> "MaskRegions":
+        """Full-frame bool masks [N, H, W] cut to their tight boxes (1 x 1 at the origin if empty)."""
+        masks = np.asarray(masks, dtype=bool)
+        if masks.ndim != 3:
+            raise ValueError(f"masks must be [N, H, W], got shape {tuple(masks.shape)}")
+        boxes = tight_boxes(masks).astype(np.int64)
+        crops = []
+        for mask, (x1, y1, x2, y2) in zip(masks, boxes):
+            crops.append(mask[y1:y2, x1:x2].copy() if x2 > x1 else np.zeros((min(1, mask.shape[0]), min(1, mask.shape[1])), bool))
+        return cls((masks.shape[1], masks.shape[2]), boxes[:, :2], crops)
+
+    def to_masks(self) -> np.ndarray:
+        """The full-frame bool masks [N, H, W] (memory: N x the declared image)."""
+        masks = np.zeros((len(self.crops),) + self.image_size, dtype=bool)
+        for index, ((x, y), crop) in enumerate(zip(self.offsets, self.crops)):
+            masks[index, y : y + crop.shape[0], x : x + crop.shape[1]] = crop
+        return masks
+
+
+@dataclass
 class GraspCandidate:
     """One placement of the suction gripper on one mask.
 

@@ -13,13 +13,14 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from latent_segmentation_ros.core.heap import HeapTrimmer
-from latent_segmentation_ros.core.image_conversion import message_to_rgb
+from latent_segmentation_ros.core.image_conversion import ImageTooLarge, message_to_rgb
 from latent_segmentation_ros.core.messages import MessageFactory, build_confidence_mask_array, numpy_to_image_message
 from latent_segmentation_ros.core.node_support import (
     DROP_ERROR,
     DROP_IMAGE,
     DROP_SIZE,
     DROP_STAMPS,
+    DROP_TOO_LARGE,
     NodeStats,
     Work,
 )
@@ -131,7 +132,11 @@ class SegmentationCore:
         images = []
         for camera, message in zip(cameras, messages):
             try:
-                images.append(message_to_rgb(message, self.parameters["generic_color_order"]))
+                images.append(
+                    message_to_rgb(message, self.parameters["generic_color_order"], self.parameters["max_image_pixels"])
+                )
+            except ImageTooLarge as error:
+                return self._drop(DROP_TOO_LARGE, f"{camera}: {error}")
             except ValueError as error:
                 return self._drop(DROP_IMAGE, f"{camera}: {error}")
         sizes = {camera: image.shape[:2] for camera, image in zip(cameras, images)}
