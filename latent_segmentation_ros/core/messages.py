@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from latent_segmentation_ros.core.image_conversion import check_declared_size, message_to_numpy
+from latent_segmentation_ros.core.parameters import GRASP_PARAMETERS
 from latent_segmentation_ros.core.resources import PACKAGE, candidate_paths
 from latent_segmentation_ros.core.results import CameraResult, GraspCandidate, MaskRegions, tight_boxes
 
@@ -26,6 +27,9 @@ CONFIDENCE_MASK_ARRAY = f"{PACKAGE}/msg/ConfidenceMaskArray"
 GRASP_CANDIDATE = f"{PACKAGE}/msg/GraspCandidate"
 GRASP_CANDIDATE_ARRAY = f"{PACKAGE}/msg/GraspCandidateArray"
 IMAGE = "sensor_msgs/msg/Image"
+# Most cups a grasp may hold: the largest cup grid the grasp node's parameters allow.
+MAX_CUPS = int(GRASP_PARAMETERS["cup_rows"].maximum * GRASP_PARAMETERS["cup_cols"].maximum)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 # Class ids a mask array may carry: names are kept per class 1..C, so an id bounds that list.
 MAX_CLASS_ID = 65535
 
@@ -244,8 +248,8 @@ def decode_confidence_mask_array(message: Any, max_image_pixels: int | None = No
         if not 0 <= int(item.class_id) <= MAX_CLASS_ID:
             raise ValueError(f"mask {item.id} has class_id {item.class_id}, outside 0..{MAX_CLASS_ID}")
         score = float(item.score)
-        if not math.isfinite(score):
-            raise ValueError(f"mask {item.id} has score {score}; scores must be finite")
+        if not (math.isfinite(score) and abs(score) <= FLOAT32_MAX):
+            raise ValueError(f"mask {item.id} has score {score}; scores must be finite float32 numbers")
         crops.append(message_to_numpy(item.mask) > 0)
         offsets[index] = (x, y)
         scores[index] = score
@@ -310,17 +314,27 @@ def build_grasp_candidate_array(
 
 
 def grasp_candidate_array_to_list(message: Any) -> list[GraspCandidate]:
-    """A GraspCandidateArray (rclpy or rosbags) back to :class:`GraspCandidate` records."""
+    """A GraspCandidateArray (rclpy or rosbags) back to :class:`GraspCandidate` records.
+
+    Raises ValueError when a grasp's cup arrays differ in length, hold more cups than the
+    largest gripper the grasp node plans for (``MAX_CUPS``: a consumer draws every cup), or a
+    position, angle or score is not finite.
+    """
     out = []
     for item in message.candidates:
-        cup_u = np.asarray(item.cup_u, dtype=np.float32)
-        cup_v = np.asarray(item.cup_v, dtype=np.float32)
-        sealed = np.asarray(item.cup_sealed, dtype=bool)
+        cup_u = np.asarray(item.cup_u, dtype=np.float32).reshape(-1)
+        cup_v = np.asarray(item.cup_v, dtype=np.float32).reshape(-1)
+        sealed = np.asarray(item.cup_sealed, dtype=bool).reshape(-1)
         if not (len(cup_u) == len(cup_v) == len(sealed)):
             raise ValueError(
                 f"grasp on mask {item.mask_id} has {len(cup_u)} cup_u, {len(cup_v)} cup_v and "
                 f"{len(sealed)} cup_sealed entries"
             )
+        if len(cup_u) > MAX_CUPS:
+            raise ValueError(f"grasp on mask {item.mask_id} has {len(cup_u)} cups, more than {MAX_CUPS}")
+        values = [float(item.u), float(item.v), float(item.angle), float(item.score)]
+        if not (all(math.isfinite(v) for v in values) and np.isfinite(cup_u).all() and np.isfinite(cup_v).all()):
+            raise ValueError(f"grasp on mask {item.mask_id} has a position, angle or score that is not finite")
         out.append(
             GraspCandidate(
                 mask_id=int(item.mask_id),

@@ -44,6 +44,10 @@ class BagReadError(BagError):
         self.last_log_time_ns = last_log_time_ns
 
 
+class BagMessageError(BagError):
+    """One stored message cannot be decoded (corrupt bytes); the messages after it still can."""
+
+
 @dataclass(frozen=True)
 class TopicSummary:
     name: str
@@ -59,6 +63,18 @@ class RawMessage:
     msgtype: str
     log_time_ns: int
     data: bytes | memoryview
+
+
+def deserialize(typestore: "Typestore", raw: RawMessage) -> Any:
+    """The message object of ``raw``; BagMessageError naming the topic and log time when its
+    bytes do not decode (a corrupt bag: the CDR decoder then raises whatever the bytes lead it to)."""
+    try:
+        return typestore.deserialize_cdr(raw.data, raw.msgtype)
+    except Exception as error:  # struct.error, IndexError, ValueError, UnicodeDecodeError, ...
+        raise BagMessageError(
+            f"{raw.msgtype} message on {raw.topic} at log time {raw.log_time_ns} ns does not decode "
+            f"(corrupt bytes?): {type(error).__name__}: {error}"
+        ) from error
 
 
 def check_storage(name: str) -> str:

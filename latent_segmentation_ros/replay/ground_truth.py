@@ -15,10 +15,20 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from latent_segmentation_ros.core.image_conversion import message_to_numpy
-from latent_segmentation_ros.replay.bag_io import BagError, BagReader, BagReadError, RawMessage
+from latent_segmentation_ros.replay.bag_io import (
+    BagError,
+    BagMessageError,
+    BagReader,
+    BagReadError,
+    RawMessage,
+    deserialize,
+)
 from latent_segmentation_ros.replay.synthetic_bag import label_image_to_masks
 
 LOGGER = logging.getLogger(__name__)
+# Items a ground-truth label image may hold: each becomes a full-frame mask when looked up, so a
+# corrupt image of thousands of distinct labels would cost thousands of frames of memory.
+MAX_GROUND_TRUTH_ITEMS = 1000
 
 
 def stamp_ns_of(header: Any) -> int:
@@ -30,7 +40,10 @@ class GroundTruthStream:
 
     Lookups are expected in roughly increasing stamp order (as frames are replayed). Ground
     truth is read ahead until a message logged later than ``stamp + horizon`` is seen; entries
-    stamped more than ``horizon`` before the latest lookup are forgotten.
+    stamped more than ``horizon`` before the latest lookup are forgotten. A label image that does
+    not decode, is malformed or declares more than ``max_image_pixels`` pixels (None: the
+    segmentation node's default) or more than ``MAX_GROUND_TRUTH_ITEMS`` items is counted in
+    ``unreadable`` and skipped.
     """
 
     def __init__(
@@ -39,7 +52,13 @@ class GroundTruthStream:
         topics_by_camera: Mapping[str, str],
         typestore: Any,
         horizon_s: float = 5.0,
+        max_image_pixels: int | None = None,
     ) -> None:
+        from latent_segmentation_ros.core.parameters import SEGMENTATION_PARAMETERS
+
+        if max_image_pixels is None:
+            max_image_pixels = int(SEGMENTATION_PARAMETERS["max_image_pixels"].default)
+        self.max_image_pixels = int(max_image_pixels)
         self.topics_by_camera = dict(topics_by_camera)
         self.cameras_by_topic = {topic: camera for camera, topic in self.topics_by_camera.items()}
         self.typestore = typestore
@@ -92,11 +111,14 @@ class GroundTruthStream:
             return
         self._latest_log_ns = raw.log_time_ns
         try:
-            message = self.typestore.deserialize_cdr(raw.data, raw.msgtype)
-            labels = message_to_numpy(message)
+            message = deserialize(self.typestore, raw)
+            labels = message_to_numpy(message, self.max_image_pixels)
             if labels.ndim != 2:
                 raise ValueError(f"ground truth must be a one-channel label image, got encoding {message.encoding!r}")
-        except (ValueError, KeyError, IndexError) as error:
+            items = int(np.count_nonzero(np.unique(labels)))
+            if items > MAX_GROUND_TRUTH_ITEMS:
+                raise ValueError(f"ground truth holds {items} items, more than {MAX_GROUND_TRUTH_ITEMS} (corrupt?)")
+        except (BagMessageError, ValueError) as error:
             self.unreadable += 1
             LOGGER.warning("unreadable ground truth on %s skipped: %s", raw.topic, error)
             return

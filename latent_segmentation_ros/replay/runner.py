@@ -22,7 +22,7 @@ import numpy as np
 from latent_segmentation_ros.core.camera_sync import ApproximateTimePairer, SyncPolicy
 from latent_segmentation_ros.core.heap import HeapTrimmer
 from latent_segmentation_ros.core.results import CameraResult, GraspCandidate
-from latent_segmentation_ros.replay.bag_io import BagError, BagReader, BagReadError, BagWriter
+from latent_segmentation_ros.replay.bag_io import BagError, BagMessageError, BagReader, BagReadError, BagWriter, deserialize
 from latent_segmentation_ros.replay.ground_truth import GroundTruthStream, ground_truth_topics, stamp_ns_of
 from latent_segmentation_ros.replay.report import ReportWriter
 from latent_segmentation_ros.replay.scoring import Scorer, ScoringConfig
@@ -37,6 +37,13 @@ OUTPUT_BAG = "output"
 
 def confidence_topic(camera: str) -> str:
     return f"/{camera}/confidence_masks"
+
+
+def node_max_image_pixels() -> int:
+    """The segmentation node's default max_image_pixels: replay refuses what the node refuses."""
+    from latent_segmentation_ros.core.parameters import SEGMENTATION_PARAMETERS
+
+    return int(SEGMENTATION_PARAMETERS["max_image_pixels"].default)
 
 
 def node_sync_policy() -> SyncPolicy:
@@ -86,10 +93,14 @@ class ReplayOptions:
     worst_frames: int = 4
     progress: bool = True
     max_pairs: int | None = None
+    max_image_pixels: int = field(default_factory=node_max_image_pixels)
 
     def __post_init__(self) -> None:
         self.bag = Path(self.bag)
         self.out_dir = Path(self.out_dir)
+        if isinstance(self.max_image_pixels, bool) or not isinstance(self.max_image_pixels, int) \
+                or self.max_image_pixels < 1:
+            raise ValueError(f"max_image_pixels must be a positive integer, got {self.max_image_pixels!r}")
         if len(self.image_topics) != 2:
             raise ValueError(f"replay pairs exactly two camera topics, got {list(self.image_topics)}")
         cameras = [camera_of_topic(topic) for topic in self.image_topics]
@@ -132,13 +143,23 @@ class _Progress:
 class PairStream:
     """The synchronised camera pairs of a bag, decoded, one at a time.
 
-    A frame in an unsupported encoding (or malformed) is counted in ``skipped`` and its pair is
-    dropped, as the node drops it; a damaged bag ends the stream and ``stopped`` says where.
+    A frame in an unsupported encoding, malformed, or declaring more than ``max_image_pixels``
+    pixels is counted in ``skipped`` and its pair is dropped, as the node drops it; a message
+    whose bytes do not decode is counted in ``skipped`` too (``<camera>:undecodable``); a damaged
+    bag ends the stream and ``stopped`` says where (for the caller to report).
     """
 
-    def __init__(self, reader: BagReader, typestore: Any, image_topics: Sequence[str], sync: SyncPolicy) -> None:
+    def __init__(
+        self,
+        reader: BagReader,
+        typestore: Any,
+        image_topics: Sequence[str],
+        sync: SyncPolicy,
+        max_image_pixels: int | None = None,
+    ) -> None:
         self.reader = reader
         self.typestore = typestore
+        self.max_image_pixels = node_max_image_pixels() if max_image_pixels is None else int(max_image_pixels)
         self.image_topics = list(image_topics)
         self.cameras = [camera_of_topic(topic) for topic in self.image_topics]
         self.pairer: ApproximateTimePairer[tuple[Any, int]] = ApproximateTimePairer(sync, num_streams=len(self.image_topics))
@@ -153,13 +174,18 @@ class PairStream:
         return min(self.reader.topics[topic].message_count for topic in self.image_topics)
 
     def __iter__(self):
-        from latent_segmentation_ros.core.image_conversion import message_to_rgb
+        from latent_segmentation_ros.core.image_conversion import ImageTooLarge, message_to_rgb
 
         topic_index = {topic: index for index, topic in enumerate(self.image_topics)}
         try:
             for raw in self.reader.messages(self.image_topics):
                 index = topic_index[raw.topic]
-                message = self.typestore.deserialize_cdr(raw.data, raw.msgtype)
+                try:
+                    message = deserialize(self.typestore, raw)
+                except BagMessageError as error:
+                    self.skipped[f"{self.cameras[index]}:undecodable"] += 1
+                    LOGGER.warning("frame skipped: %s", error)
+                    continue
                 # Like the node: pair the messages first, convert the pair afterwards.
                 pair = self.pairer.add(index, stamp_ns_of(message.header), (message, raw.log_time_ns))
                 if pair is None:
@@ -167,9 +193,15 @@ class PairStream:
                 frames = []
                 for camera, (paired, log_time) in zip(self.cameras, pair):
                     try:
-                        frames.append(Frame(camera, paired.header, message_to_rgb(paired), log_time))
+                        rgb = message_to_rgb(paired, max_pixels=self.max_image_pixels)
+                        frames.append(Frame(camera, paired.header, rgb, log_time))
                     except ValueError as error:
-                        reason = "unsupported_encoding" if "unsupported image encoding" in str(error) else "malformed_image"
+                        if isinstance(error, ImageTooLarge):
+                            reason = "too_large"
+                        elif "unsupported image encoding" in str(error):
+                            reason = "unsupported_encoding"
+                        else:
+                            reason = "malformed_image"
                         self.skipped[f"{camera}:{reason}:{paired.encoding}"] += 1
                         LOGGER.warning("pair dropped, %s frame unusable: %s", camera, error)
                 if len(frames) != len(pair):
@@ -186,7 +218,6 @@ class PairStream:
                 "last_log_time_ns": error.last_log_time_ns,
                 "error": str(error),
             }
-            LOGGER.error("stopped at frame %d: %s", self.pairs, error)
 
     def counts(self) -> dict[str, Any]:
         return {
@@ -225,7 +256,7 @@ def replay_bag(
     scorer = Scorer(options.scoring)
     failed_pairs = 0
     with BagReader(options.bag) as reader:
-        stream = PairStream(reader, typestore, options.image_topics, options.sync)
+        stream = PairStream(reader, typestore, options.image_topics, options.sync, options.max_image_pixels)
         truth_topics = ground_truth_topics(reader, dict(zip(stream.cameras, options.image_topics)))
         options.out_dir.mkdir(parents=True, exist_ok=True)
         total = stream.expected_pairs if options.max_pairs is None else min(stream.expected_pairs, options.max_pairs)
@@ -233,7 +264,7 @@ def replay_bag(
         progress = _Progress(options.progress, total)
         try:
             with BagWriter(output_bag, typestore, storage=options.output_storage) as writer, GroundTruthStream(
-                options.bag, truth_topics, typestore
+                options.bag, truth_topics, typestore, max_image_pixels=options.max_image_pixels
             ) as truth:
                 writer.set_custom_data("source_bag", str(options.bag))
                 for camera in stream.cameras:
@@ -289,6 +320,7 @@ def replay_bag(
             "output_bag": str(output_bag),
             **(header_info or {}),
             "sync": {"slop_s": options.sync.slop, "queue_size": options.sync.queue_size},
+            "max_image_pixels": options.max_image_pixels,
             "counts": counts,
             "stopped": stream.stopped,
         }

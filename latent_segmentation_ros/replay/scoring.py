@@ -9,6 +9,7 @@ predictions agree exactly.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
@@ -283,10 +284,14 @@ def score_bag(
     config: ScoringConfig | None = None,
     worst_frames: int = 4,
     progress: bool = True,
+    max_image_pixels: int | None = None,
 ) -> dict[str, Any]:
     """Score every ConfidenceMaskArray of ``predictions`` against ``ground_truth``; write the report.
 
-    A damaged predictions bag stops the scoring with the report of what was scored before.
+    A damaged predictions bag stops the scoring with the report of what was scored before; a
+    message that does not decode is counted (``undecodable_messages``) and skipped, and so is a
+    mask array declaring more than ``max_image_pixels`` pixels (``too_large_messages``; None:
+    the segmentation node's default), before its masks are read.
     """
     from pathlib import Path
 
@@ -296,9 +301,14 @@ def score_bag(
         get_typestore,
         grasp_candidate_array_to_list,
     )
-    from latent_segmentation_ros.replay.bag_io import BagReader, BagReadError
+    from latent_segmentation_ros.core.image_conversion import ImageTooLarge
+    from latent_segmentation_ros.core.parameters import SEGMENTATION_PARAMETERS
+    from latent_segmentation_ros.replay.bag_io import BagReader, BagReadError, deserialize
     from latent_segmentation_ros.replay.ground_truth import GroundTruthStream
     from latent_segmentation_ros.replay.report import ReportWriter
+
+    if max_image_pixels is None:
+        max_image_pixels = int(SEGMENTATION_PARAMETERS["max_image_pixels"].default)
 
     heap = HeapTrimmer()  # flat resident memory over long bags (see heap.py)
     typestore = get_typestore()
@@ -306,6 +316,7 @@ def score_bag(
     matcher = PredictionMatcher()
     per_camera: dict[str, int] = {}
     undecodable = 0
+    too_large = 0
     stopped = None
     with BagReader(predictions) as reader, BagReader(ground_truth) as truth_reader:
         mask_topics, grasp_topics = find_prediction_topics(reader)
@@ -317,7 +328,7 @@ def score_bag(
             from tqdm import tqdm
 
             bar = tqdm(total=sum(reader.topics[t].message_count for t in mask_topics), unit="array", desc="score", disable=None)
-        with GroundTruthStream(ground_truth, truth_topics, typestore) as truth:
+        with GroundTruthStream(ground_truth, truth_topics, typestore, max_image_pixels=max_image_pixels) as truth:
 
             def emit(item: PendingPrediction) -> None:
                 index = per_camera.get(item.result.camera, 0)
@@ -339,16 +350,23 @@ def score_bag(
             try:
                 for raw in reader.messages(mask_topics + grasp_topics):
                     try:
-                        message = typestore.deserialize_cdr(raw.data, raw.msgtype)
+                        message = deserialize(typestore, raw)
                         stamp = int(message.header.stamp.sec) * 1_000_000_000 + int(message.header.stamp.nanosec)
                         if raw.msgtype == CONFIDENCE_MASK_ARRAY:
-                            ready = matcher.add_masks(raw.log_time_ns, stamp, confidence_mask_array_to_result(message))
+                            result = confidence_mask_array_to_result(message, max_image_pixels)
+                            ready = matcher.add_masks(raw.log_time_ns, stamp, result)
                         else:
+                            radius = float(message.cup_radius)
+                            if not (math.isfinite(radius) and radius > 0):
+                                raise ValueError(f"cup_radius {radius} is not a positive number of pixels")
                             ready = matcher.add_grasps(
-                                raw.log_time_ns, str(message.camera), stamp,
-                                grasp_candidate_array_to_list(message), float(message.cup_radius),
+                                raw.log_time_ns, str(message.camera), stamp, grasp_candidate_array_to_list(message), radius,
                             )
                         ready = list(ready)
+                    except ImageTooLarge as error:
+                        too_large += 1
+                        LOGGER.warning("%s message on %s skipped: %s", raw.msgtype, raw.topic, error)
+                        continue
                     except (ValueError, KeyError, IndexError) as error:
                         undecodable += 1
                         LOGGER.warning("undecodable %s message on %s skipped: %s", raw.msgtype, raw.topic, error)
@@ -373,6 +391,7 @@ def score_bag(
             "counts": {
                 "arrays_per_camera": per_camera,
                 "undecodable_messages": undecodable,
+                "too_large_messages": too_large,
                 "cameras_with_ground_truth": sorted(truth_topics),
             },
             "stopped": stopped,

@@ -58,6 +58,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "bag (default 4)")
     parser.add_argument("--max-pairs", type=int, default=None,
                         help="stop after this many synchronised pairs (default: all)")
+    add_max_image_pixels_option(parser)
+
+
+def add_max_image_pixels_option(parser: argparse.ArgumentParser) -> None:
+    """--max-image-pixels: images (and mask arrays) declaring more pixels are skipped, counted."""
+    from latent_segmentation_ros.core.parameter_options import add_node_option
+
+    add_node_option(parser, "--max-image-pixels", "max_image_pixels",
+                    "images and mask arrays declaring more pixels are skipped unread and counted")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         options = ReplayOptions(
             bag=args.bag, out_dir=args.out, image_topics=tuple(args.topics), sync=sync_policy(args),
             output_storage=args.storage, worst_frames=args.worst_frames, progress=not args.no_progress,
-            max_pairs=args.max_pairs, scoring=scoring_config(args),
+            max_pairs=args.max_pairs, scoring=scoring_config(args), max_image_pixels=args.max_image_pixels,
         )
         setup = build_pair_processor(
             args.checkpoint, mode=args.mode, p=args.p, samples=args.samples, flip_samples=args.flip_samples,

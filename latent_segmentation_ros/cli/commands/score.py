@@ -13,6 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ground-truth", required=True, help="bag with /<camera>/ground_truth mono16 label images")
     parser.add_argument("--out", required=True, help="folder for report.json, report.md and the overlays")
     add_gripper_options(parser)
+    from latent_segmentation_ros.cli.commands.replay import add_max_image_pixels_option
+
+    add_max_image_pixels_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,7 +27,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         config = ScoringConfig(gripper_radius=args.gripper_radius, circles=args.circles)
-        report = score_bag(args.predictions, args.ground_truth, args.out, config)
+        report = score_bag(args.predictions, args.ground_truth, args.out, config,
+                           max_image_pixels=args.max_image_pixels)
     except (BagError, ValueError) as error:
         print(f"score: {error}", file=sys.stderr)
         return 2
