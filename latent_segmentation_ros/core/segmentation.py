@@ -29,6 +29,9 @@ from latent_segmentation_ros.core.parameters import SEGMENTATION_PARAMETERS, Par
 from latent_segmentation_ros.core.pipeline import PerceptionPipeline
 from latent_segmentation_ros.core.results import CameraResult
 
+# The smallest image side the model accepts (LatentMaskRCNN refuses smaller images): a smaller
+# camera image is a bad image, not a failure of the processing.
+MIN_IMAGE_SIDE = 2
 PIPELINE_SETTINGS = ("p", "num_samples", "flip_samples", "mode", "score_threshold", "min_mask_area", "seed")
 # a change of these re-publishes the last frame at once
 REFRESHING = frozenset(PIPELINE_SETTINGS) | {"publish_overlay"}
@@ -139,6 +142,11 @@ class SegmentationCore:
                 return self._drop(DROP_TOO_LARGE, f"{camera}: {error}")
             except ValueError as error:
                 return self._drop(DROP_IMAGE, f"{camera}: {error}")
+            if min(images[-1].shape[:2]) < MIN_IMAGE_SIDE:
+                height, width = images[-1].shape[:2]
+                return self._drop(
+                    DROP_IMAGE, f"{camera}: a {width}x{height} image is smaller than the model's {MIN_IMAGE_SIDE} x {MIN_IMAGE_SIDE} pixels"
+                )
         sizes = {camera: image.shape[:2] for camera, image in zip(cameras, images)}
         if len(set(sizes.values())) > 1:
             listing = ", ".join(f"{c} {w}x{h}" for c, (h, w) in sizes.items())
