@@ -47,11 +47,11 @@ class ParameterSpec:
                 return f"{self.name} must be one of {', '.join(self.choices)}; got {value!r}"
             return None
         if self.kind == "string_array":
-            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
                 return f"{self.name} must be a list of strings, got {value!r}"
             return None if len(value) else f"{self.name} must not be empty"
         if self.kind == "double_array":
-            values = list(value) if not isinstance(value, (str, bytes)) else None
+            values = list(value) if isinstance(value, (list, tuple)) else None
             if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
                 return f"{self.name} must be a non-empty list of numbers, got {value!r}"
             for item in values:
