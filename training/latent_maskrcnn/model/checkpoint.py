@@ -1,7 +1,10 @@
 """Weights as one ``.safetensors`` file with the model config in its metadata (never pickle).
 
 A human-readable sidecar ``<path>.json`` repeats the config. Loading checks everything before
-touching a model and raises `CheckpointError` naming what differs.
+touching a model and raises `CheckpointError` naming what differs. A file is untrusted input: its
+config is bounded (``CONFIG_CEILINGS``) and the model it describes is first built on the meta
+device (no memory) and compared with the file's tensors, so a config that asks for a huge model
+is refused before anything is allocated; non-finite weights are refused as corrupt.
 """
 from __future__ import annotations
 
@@ -23,6 +26,10 @@ FORMAT_VERSION = "1"
 _SAVE_DTYPES = {None: None, torch.float32: torch.float32, torch.float16: torch.float16, torch.bfloat16: torch.bfloat16}
 _DTYPE_NAMES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _MAX_LISTED = 10
+# Ceilings of the config values that decide how many modules a model builds (a loop per layer or
+# class name): far above any real model, so that a checkpoint's config cannot make building its
+# model run for ever. Sizes of tensors need none: they are checked on the meta device.
+CONFIG_CEILINGS = {"num_classes": 100_000, "encoder_graph_layers": 64, "encoder_heads": 4096}
 
 
 class CheckpointError(ValueError):
@@ -100,9 +107,38 @@ def _config_from_metadata(path: Path, metadata: dict[str, str]) -> ModelConfig:
             f"{path} has format version {metadata.get('format_version')!r}, this code reads {FORMAT_VERSION!r}"
         )
     try:
-        return ModelConfig.from_dict(json.loads(metadata["config"]))
-    except (ValueError, TypeError) as error:
+        data = json.loads(metadata["config"])
+    except (ValueError, RecursionError) as error:
+        raise CheckpointError(f"{path} holds a config that is not JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} holds an invalid model config: a JSON object is needed, got {type(data).__name__}")
+    # save_model stores the class names; without them the config would make up one per class
+    if not isinstance(data.get("class_names"), list):
+        raise CheckpointError(f"{path} holds an invalid model config: class_names must be a list")
+    for name, ceiling in CONFIG_CEILINGS.items():
+        value = data.get(name)
+        if isinstance(value, (int, float)) and value > ceiling:
+            raise CheckpointError(f"{path} holds an invalid model config: {name} {value} exceeds {ceiling}")
+    try:
+        return ModelConfig.from_dict(data)
+    except (ValueError, TypeError, OverflowError) as error:
         raise CheckpointError(f"{path} holds an invalid model config: {error}") from error
+
+
+def _expected_state(config: ModelConfig, source: str) -> dict[str, Tensor]:
+    """Names and shapes of the tensors a model of ``config`` has, built on the meta device."""
+    try:
+        with torch.device("meta"):
+            return LatentMaskRCNN(config).state_dict()
+    except Exception as error:  # torch and torchvision refuse impossible sizes in their own ways
+        raise CheckpointError(f"{source} holds a config whose model cannot be built: {type(error).__name__}: {error}") from None
+
+
+def _check_finite(tensors: Mapping[str, Tensor], source: str) -> None:
+    """Refuse NaN or infinite weights: a corrupt file, which would load and then predict garbage."""
+    bad = [key for key, value in tensors.items() if value.is_floating_point() and not bool(torch.isfinite(value).all())]
+    if bad:
+        raise CheckpointError(f"{source} holds NaN or infinite values (corrupt?) in {_listing(sorted(bad))}")
 
 
 def check_state_dict(expected: Mapping[str, Tensor], given: Mapping[str, Tensor], source: str) -> None:
@@ -141,19 +177,24 @@ def load_weights(model: LatentMaskRCNN, path: str | Path, strict_config: bool = 
         raise CheckpointError(f"{path} was saved with another config: " + "; ".join(differences))
     expected = model.state_dict()
     check_state_dict(expected, tensors, str(path))
+    _check_finite(tensors, str(path))
     converted = {key: value.to(dtype=expected[key].dtype) for key, value in tensors.items()}
     model.load_state_dict(converted, strict=True)
     return model
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> LatentMaskRCNN:
-    """Rebuild the model from the stored config, load its weights, eval mode."""
+    """Rebuild the model from the stored config, load its weights, eval mode.
+
+    The tensors are checked against the config's model built on the meta device first, so the
+    real model is only built for a file that holds all of its weights."""
     path = Path(path)
     metadata, tensors = _read(path)
     config = _config_from_metadata(path, metadata)
+    check_state_dict(_expected_state(config, str(path)), tensors, str(path))
+    _check_finite(tensors, str(path))
     model = LatentMaskRCNN(config)
     expected = model.state_dict()
-    check_state_dict(expected, tensors, str(path))
     model.load_state_dict({key: value.to(dtype=expected[key].dtype) for key, value in tensors.items()}, strict=True)
     return model.to(device).eval()
 
