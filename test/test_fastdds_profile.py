@@ -19,28 +19,38 @@ PROFILE = ROOT / "config" / "fastdds_camera_images.xml"
 NAMESPACE = {"dds": "http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles"}
 HEIGHT, WIDTH, COUNT = 480, 640, 4
 
+DEADLINE_S = 60.0  # per step, for a loaded machine; a passing run takes well under a second each
+
+# The publisher takes its cue from the test on stdin: it sends small probe images until the test
+# has received one (both sides matched, whatever discovery took), then each full-resolution image
+# once, the next only after the test has said it received the previous one. No step waits a
+# fixed time, and every image is sent exactly once: none may be lost.
 PUBLISHER = textwrap.dedent(
     """
-    import sys, time
+    import select, sys, time
     import rclpy
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
-    height, width, count = (int(value) for value in sys.argv[1:4])
+    height, width, count, deadline_s = (int(value) for value in sys.argv[1:5])
     rclpy.init()
     node = rclpy.create_node("camera_images_publisher")
     publisher = node.create_publisher(Image, "camera/image_raw", qos_profile_sensor_data)
-    deadline = time.monotonic() + 60
-    while publisher.get_subscription_count() == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)  # let the subscriber match back
+
+    def image(frame_id, rows, columns, value):
+        message = Image(height=rows, width=columns, encoding="rgb8", step=columns * 3)
+        message.header.frame_id = frame_id
+        message.data = bytes([value]) * (rows * columns * 3)
+        return message
+
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline and not select.select([sys.stdin], [], [], 0.1)[0]:
+        publisher.publish(image("probe", 2, 2, 0))
+    assert sys.stdin.readline().strip() == "go"
     for index in range(count):
-        image = Image(height=height, width=width, encoding="rgb8", step=width * 3)
-        image.header.frame_id = str(index)
-        image.data = bytes([index]) * (height * width * 3)
-        publisher.publish(image)
-        time.sleep(0.3)
-    time.sleep(1.0)
+        publisher.publish(image(str(index), height, width, index))
+        if sys.stdin.readline().strip() != f"received {index}":
+            break
     rclpy.shutdown()
     """
 )
@@ -88,17 +98,39 @@ def test_full_resolution_images_from_another_process_arrive(ros_domain):
         )
         executor.add_node(node)
         spinner.start()
-        publisher = subprocess.run(
-            [sys.executable, "-c", PUBLISHER, str(HEIGHT), str(WIDTH), str(COUNT)],
-            env=environment, capture_output=True, text=True, timeout=120,
+        publisher = subprocess.Popen(
+            [sys.executable, "-c", PUBLISHER, str(HEIGHT), str(WIDTH), str(COUNT), str(int(DEADLINE_S))],
+            env=environment, stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
-        assert publisher.returncode == 0, publisher.stderr[-3000:]
-        deadline = time.monotonic() + 5
-        while len(received) < COUNT and time.monotonic() < deadline:
-            time.sleep(0.05)
+        try:
+            arrived = lambda wanted: wait_until(lambda: wanted in received, DEADLINE_S)  # noqa: E731
+            assert arrived(("probe", 2 * 2 * 3)), "no probe image arrived: the processes did not match"
+            publisher.stdin.write("go\n")
+            publisher.stdin.flush()
+            for index in range(COUNT):
+                assert arrived((str(index), HEIGHT * WIDTH * 3)), f"image {index} was lost: {received[-5:]}"
+                publisher.stdin.write(f"received {index}\n")
+                publisher.stdin.flush()
+            publisher.stdin.close()
+            assert publisher.wait(DEADLINE_S) == 0, publisher.stderr.read()[-3000:]
+        finally:
+            if publisher.poll() is None:
+                publisher.kill()
+                publisher.wait()
     finally:
         executor.shutdown(timeout_sec=5)
         if spinner.is_alive():
             spinner.join(5)
         rclpy.shutdown(context=context)
-    assert sorted(received) == [(str(index), HEIGHT * WIDTH * 3) for index in range(COUNT)], publisher.stderr[-2000:]
+    images = [item for item in received if item[0] != "probe"]
+    assert images == [(str(index), HEIGHT * WIDTH * 3) for index in range(COUNT)]
+
+
+def wait_until(condition, timeout: float) -> bool:
+    """Poll ``condition`` until true or ``timeout`` seconds passed."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True

@@ -28,15 +28,20 @@ def test_demo_replays_and_prints_the_report(tmp_path, capsys):
     assert "was not made by the demo" in capsys.readouterr().err
 
 
-def test_missing_bundled_model_says_how_to_get_one(tmp_path, capsys):
-    try:
-        default_checkpoint()
-        pytest.skip("the bundled demo model is present")
-    except FileNotFoundError:
-        pass
-    assert cli.main(["demo", "--out", str(tmp_path / "demo")]) == 2
+def test_missing_bundled_model_says_how_to_get_one(tmp_path, capsys, monkeypatch):
+    # The bundled model is looked up where a temporary path says: missing there, then present.
+    from latent_segmentation_ros.core import resources
+
+    bundled = tmp_path / "models" / "demo" / "latent_maskrcnn_demo.safetensors"
+    monkeypatch.setattr(resources, "DEMO_CHECKPOINT", str(bundled))
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "latent_maskrcnn_demo.safetensors is missing" in err and "--checkpoint" in err
+    assert f"demo: the bundled demo model {bundled} is missing" in err and "--checkpoint PATH" in err
+    assert not out.exists()  # refused before writing anything
+    torch.manual_seed(2)
+    save_model(LatentMaskRCNN(tiny_config()).eval(), bundled)
+    assert default_checkpoint() == bundled
 
 
 @pytest.fixture(scope="module")

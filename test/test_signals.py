@@ -1,6 +1,10 @@
 """SIGINT / SIGTERM handling of the node processes, without ROS: the first signal requests the
 shutdown (and abandons a start in progress), repeats are ignored, and after teardown a late
-repeat cannot kill the process during Python's finalization."""
+repeat cannot kill the process during Python's finalization.
+
+The child reports each signal it has seen on a line of its own, and the test sends the next one
+only after reading that line: no sleeps, so a loaded machine slows the test down but cannot make
+a signal miss its window."""
 import os
 import signal
 import subprocess
@@ -9,26 +13,42 @@ import time
 
 import pytest
 
+DEADLINE_S = 60.0  # what a loaded machine may take; a passing run takes a fraction of a second
+
 CHILD = r"""
 import os, signal, sys, time
 from latent_segmentation_ros.core.signals import StartupInterrupted, ignore_further_signals, install_shutdown_handlers
 request = install_shutdown_handlers()
 assert install_shutdown_handlers() is request
 print("installed", flush=True)
-mode = sys.argv[1]
+mode, expected = sys.argv[1], int(sys.argv[2])
+deadline = time.monotonic() + float(sys.argv[3])
+
+
+def report_signals_until(count):
+    # the handler only counts; say so for each new signal, until `count` arrived (or the deadline)
+    seen = 0
+    while seen < count and time.monotonic() < deadline:
+        if request.count > seen:
+            seen = request.count
+            print(f"signals {seen}", flush=True)
+        else:
+            time.sleep(0.01)
+
+
 if mode == "startup":
     request.interrupt_startup = True
     try:
-        time.sleep(30)  # a model that takes long to load
+        time.sleep(float(sys.argv[3]))  # a model that takes long to load
         print("start finished", flush=True)
     except StartupInterrupted as error:
         print(f"start abandoned on {error}", flush=True)
     request.interrupt_startup = False
-    time.sleep(0.3)  # the repeat arrives here and must not raise
+    report_signals_until(expected)  # the repeats arrive here and must not raise
 elif mode == "running":
     while not request.wait(0.05):
         pass
-    time.sleep(0.3)
+    report_signals_until(expected)
 print(f"stopping on {request.signal_name} after {request.count} signals", flush=True)
 ignore_further_signals()
 if mode == "late":
@@ -40,15 +60,45 @@ print("done", flush=True)
 """
 
 
+class Child:
+    """The child process and what it printed, read line by line."""
+
+    def __init__(self, mode: str, expected: int) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", CHILD, mode, str(expected), str(DEADLINE_S)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )
+        self.lines: list[str] = []
+
+    def read_until(self, wanted: str) -> None:
+        """Read lines until one starts with ``wanted``; fail with all output if the child ends first."""
+        while True:
+            line = self.process.stdout.readline()
+            if not line:
+                self.process.wait(DEADLINE_S)
+                pytest.fail(f"the child ended before printing {wanted!r}:\n" + "".join(self.lines))
+            self.lines.append(line)
+            if line.startswith(wanted):
+                return
+
+    def signal(self, signum: int) -> None:
+        os.killpg(self.process.pid, signum)
+
+    def finish(self) -> tuple[int, str]:
+        rest = self.process.stdout.read()  # to the end (the child exits)
+        return self.process.wait(DEADLINE_S), "".join(self.lines) + rest
+
+
 def run(mode, signals=()):
-    process = subprocess.Popen([sys.executable, "-c", CHILD, mode], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, start_new_session=True)
-    assert process.stdout.readline().strip() == "installed"
-    for signum in signals:
-        time.sleep(0.1)
-        os.killpg(process.pid, signum)
-    output = process.stdout.read()  # to the end (the child exits), including what readline buffered
-    return process.wait(30), output
+    """Start the child, then send each signal once the child has reported the previous one."""
+    child = Child(mode, len(signals))
+    child.read_until("installed")
+    for index, signum in enumerate(signals):
+        child.signal(signum)
+        if mode == "startup" and index == 0:
+            child.read_until("start abandoned")
+        child.read_until(f"signals {index + 1}")
+    return child.finish()
 
 
 @pytest.mark.parametrize("first", [signal.SIGINT, signal.SIGTERM])
@@ -62,7 +112,7 @@ def test_a_signal_abandons_a_start_in_progress():
     started = time.monotonic()
     code, output = run("startup", [signal.SIGINT, signal.SIGINT])
     assert code == 0, output
-    assert time.monotonic() - started < 10.0  # not the 30 s the start would take
+    assert time.monotonic() - started < DEADLINE_S / 2  # not the start's full length
     assert "start abandoned on SIGINT" in output and "start finished" not in output
     assert "stopping on SIGINT after 2 signals" in output and "Traceback" not in output
 
