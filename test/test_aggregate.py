@@ -1,6 +1,7 @@
 """p-confidence masks (Algorithm 1): a plain-loop reference, invariants, the paper's cases,
 the `aggregate` entry point and bad input."""
 import math
+from fractions import Fraction
 
 import pytest
 import torch
@@ -29,9 +30,14 @@ BOTH_KERNELS = pytest.mark.parametrize("kernel", ["compiled", "torch"])
 # every class; ties between candidates (scores within 1e-9) go to the first candidate.
 
 
+def reference_support_size(p, k):
+    """ceil(p K) in exact decimal arithmetic (the reference's own, independent of the code's)."""
+    return max(1, math.ceil(Fraction(str(p)) * k))
+
+
 def reference_confidence_masks(masks, scores, p, threshold, labels=None):
     k = len(masks)
-    m = support_size(p, k)
+    m = reference_support_size(p, k)
     height, width = masks[0].shape[1:]
     items = [
         (g, j)
@@ -111,7 +117,7 @@ def sample_sets(draw, max_samples=4, max_masks=3, max_side=10):
 
 def check_invariants(result, masks, scores, p, threshold):
     k = len(masks)
-    m = support_size(p, k)
+    m = reference_support_size(p, k)
     if len(result):
         assert int(result.masks.sum(dim=0).max()) <= 1, "confidence masks overlap"
     assert len(result.support) == len(result) == result.scores.numel() == result.labels.numel()
