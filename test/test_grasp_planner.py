@@ -1,7 +1,12 @@
 """The suction grasp planner on hand-made masks: sealed cups lie inside one mask, no cup touches
-another mask, small items seal fewer cups, ranking, rotations, and a brute-force cross-check."""
+another mask, small items seal fewer cups, ranking, rotations, and a brute-force cross-check on
+random scenes (shapes, overlaps, cup layouts, rotations)."""
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fuzzing import fuzz
 
 from latent_segmentation_ros.core.grasp_planner import SuctionCupLayout, SuctionGraspPlanner, cup_disks
 from latent_segmentation_ros.core.results import CameraResult
@@ -126,42 +131,112 @@ def test_candidates_per_mask_are_apart_and_limited():
     assert a.sealed_cups == b.sealed_cups == 9
 
 
-def test_matches_brute_force_on_random_masks():
-    rng = np.random.default_rng(0)
-    layout = SuctionCupLayout.grid(rows=2, cols=2, spacing=6.0, cup_radius=2.0)
-    shape = (24, 24)
-    for trial in range(3):
-        labels = np.zeros(shape, dtype=int)
-        for item in range(1, 4):
-            y, x = rng.integers(0, 18, size=2)
-            h, w = rng.integers(5, 14, size=2)
-            labels[y : y + h, x : x + w] = item
-        masks = np.stack([labels == item for item in range(1, 4) if (labels == item).any()])
-        planner = SuctionGraspPlanner(layout, candidates_per_mask=1)
-        planned = {c.mask_id: c for c in planner.plan(masks)}
-        offsets = layout.pixel_offsets(0.0)
-        for index, mask in enumerate(masks):
-            others = np.delete(masks, index, axis=0).any(axis=0)
-            own = mask & ~others
-            best = 0
-            for v in range(shape[0]):
-                for u in range(shape[1]):
-                    disks = cup_disks(offsets + [u, v], layout.cup_radius, shape)
-                    centres = offsets + [u, v]
-                    inside_image = (
-                        (centres[:, 0] - layout.cup_radius >= 0)
-                        & (centres[:, 1] - layout.cup_radius >= 0)
-                        & (centres[:, 0] + layout.cup_radius <= shape[1] - 1)
-                        & (centres[:, 1] + layout.cup_radius <= shape[0] - 1)
-                    )
-                    if (disks & others).any():
-                        continue
-                    sealed = inside_image & (disks & ~own).reshape(len(disks), -1).sum(axis=1).__eq__(0)
-                    best = max(best, int(sealed.sum()))
-            got = planned[index].sealed_cups if index in planned else 0
-            assert got == best, f"trial {trial} mask {index}: planner {got}, brute force {best}"
-            if index in planned:
-                assert_safe(planned[index], masks, layout.cup_radius)
+def brute_force(layout, angle, own, others, shape):
+    """For every gripper centre (v, u) of the image: per cup whether it seals (every pixel of its
+    disk lies in ``own``, hence in the image) and whether any cup touches ``others`` (a pixel of
+    them within the cup radius), by enumerating the disks' pixels: [C, H, W] sealed, [H, W] touches.
+    The cups sit where the layout rotated by ``angle`` (counter-clockwise in the image) and
+    rounded to whole pixels puts them."""
+    height, width = shape
+    radius = layout.cup_radius
+    reach = int(np.floor(radius))
+    disk = [(ex, ey) for ey in range(-reach, reach + 1) for ex in range(-reach, reach + 1) if ex * ex + ey * ey <= radius**2]
+    vv, uu = np.mgrid[:height, :width]
+    sealed = np.ones((layout.num_cups, height, width), bool)
+    touches = np.zeros((height, width), bool)
+    for k, (ox, oy) in enumerate(layout.offsets):
+        du = int(np.rint(np.cos(angle) * ox + np.sin(angle) * oy))
+        dv = int(np.rint(-np.sin(angle) * ox + np.cos(angle) * oy))
+        for ex, ey in disk:
+            x, y = uu + du + ex, vv + dv + ey
+            inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
+            xc, yc = np.clip(x, 0, width - 1), np.clip(y, 0, height - 1)
+            sealed[k] &= inside & own[yc, xc]
+            touches |= inside & others[yc, xc]
+    return sealed, touches
+
+
+@st.composite
+def scenes(draw):
+    """Masks of random shapes (boxes, disks, bands at any angle, with holes), touching or
+    overlapping, and a random cup layout, rotations and minimum of sealed cups."""
+    height, width = draw(st.integers(12, 40)), draw(st.integers(12, 40))
+    yy, xx = np.mgrid[:height, :width]
+    masks = []
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["box", "disk", "band"]))
+        cy, cx = draw(st.integers(0, height - 1)), draw(st.integers(0, width - 1))
+        if kind == "box":
+            h, w = draw(st.integers(2, height)), draw(st.integers(2, width))
+            mask = (abs(yy - cy) <= h / 2) & (abs(xx - cx) <= w / 2)
+        elif kind == "disk":
+            mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= draw(st.floats(2.0, 15.0)) ** 2
+        else:
+            theta = draw(st.floats(0.0, np.pi))
+            mask = abs((yy - cy) * np.cos(theta) - (xx - cx) * np.sin(theta)) <= draw(st.floats(1.0, 8.0))
+        if draw(st.booleans()):
+            hy, hx = draw(st.integers(0, height - 1)), draw(st.integers(0, width - 1))
+            mask[hy : hy + draw(st.integers(1, 4)), hx : hx + draw(st.integers(1, 4))] = False
+        if mask.any():
+            masks.append(mask)
+    if not masks:
+        masks = [np.ones((height, width), bool)]
+    radius = draw(st.floats(1.0, 4.0))
+    rows, cols = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    layout = SuctionCupLayout.grid(rows, cols, spacing=2 * radius + draw(st.floats(0.0, 5.0)), cup_radius=radius)
+    angles = [0.0] + draw(st.lists(st.floats(-np.pi, np.pi), max_size=2))
+    min_sealed = draw(st.integers(1, layout.num_cups))
+    return np.stack(masks), layout, angles, min_sealed
+
+
+@fuzz(400)
+@given(scene=scenes(), candidates_per_mask=st.integers(1, 3))
+def test_matches_brute_force_on_random_scenes(scene, candidates_per_mask):
+    """Per mask the planner's best grasp seals as many cups as the best placement found by trying
+    every centre and rotation, and every grasp it proposes is one that enumeration allows."""
+    masks, layout, angles, min_sealed = scene
+    planner = SuctionGraspPlanner(layout, angles=angles, candidates_per_mask=candidates_per_mask,
+                                  min_sealed_cups=min_sealed)
+    planned = planner.plan(masks, np.linspace(0.9, 0.1, len(masks)))
+    shape = masks.shape[1:]
+    for index, mask in enumerate(masks):
+        others = np.delete(masks, index, axis=0).any(axis=0)
+        own = mask & ~others
+        best = 0
+        found = {}
+        for angle in angles:
+            sealed, touches = brute_force(layout, angle, own, others, shape)
+            count = sealed.sum(axis=0)
+            allowed = ~touches & (count >= min_sealed)
+            best = max(best, int(count[allowed].max(initial=0)))
+            found[angle] = (sealed, allowed)
+        mine = [c for c in planned if c.mask_id == index]
+        assert (mine[0].sealed_cups if mine else 0) == best, f"mask {index}: planner {[c.sealed_cups for c in mine]}, brute force {best}"
+        assert len(mine) <= candidates_per_mask
+        for candidate in mine:
+            sealed, allowed = found[candidate.angle]
+            v, u = int(candidate.v), int(candidate.u)
+            assert allowed[v, u], f"mask {index}: grasp at ({u}, {v}) touches another mask or seals too few cups"
+            np.testing.assert_array_equal(candidate.cup_sealed, sealed[:, v, u])
+            assert candidate.sealed_cups == int(sealed[:, v, u].sum())
+        for a, b in zip(mine, mine[1:]):
+            assert np.hypot(a.u - b.u, a.v - b.v) > planner.suppression_radius
+    assert [c.sealed_cups for c in planned] == sorted((c.sealed_cups for c in planned), reverse=True)
+
+
+def test_regression_a_cup_centred_past_the_border_must_not_touch_another_mask():
+    """Found by the brute-force property test: contact zones stopped at the image border, so a
+    switched-off cup centred just outside the image could rest on another item along the edge."""
+    shape = (14, 20)
+    strip = rect(shape, 0, 1, 0, 20)  # another item along the top edge
+    item = rect(shape, 4, 9, 4, 16)  # room for one sealed cup of radius 2, centred on row 6
+    masks = np.stack([item, strip])
+    layout = SuctionCupLayout.grid(rows=2, cols=1, spacing=8.0, cup_radius=2.0)
+    (best,) = [c for c in SuctionGraspPlanner(layout).plan(masks) if c.mask_id == 0]
+    sealed, touches = brute_force(layout, 0.0, item, strip, shape)
+    assert best.sealed_cups == 1 and not touches[int(best.v), int(best.u)]
+    # the free cup hangs past the bottom edge (row 14), not past the top one (row -2, 2 px from the strip)
+    assert sorted(best.cup_centers[:, 1].tolist()) == [6.0, 14.0]
 
 
 def test_plan_result_uses_message_ids():

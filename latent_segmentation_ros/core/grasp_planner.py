@@ -150,14 +150,17 @@ class SuctionGraspPlanner:
             raise ValueError(f"{count} masks need {count} scores and ids, got {len(scores)} and {len(mask_ids)}")
         height, width = regions.image_size
         pieces = [_Piece.of(crop, int(x), int(y)) for (x, y), crop in zip(regions.offsets, regions.crops)]
-        # contact zones: pixels where a cup centre would touch the mask (a mask pixel within the
-        # cup radius), computed per mask on its box grown by the radius
+        # contact zones: where a cup centre would touch the mask (a mask pixel within the cup
+        # radius), per mask on its box grown by the radius; beyond the image border too, since a
+        # cup whose centre lies outside the image still touches what lies inside it
         grow = int(np.ceil(self.layout.cup_radius)) + 1
-        zones = [None if piece is None else self._contact_zone(piece, grow, height, width) for piece in pieces]
+        zones = [None if piece is None else self._contact_zone(piece, grow) for piece in pieces]
         zone_boxes = np.array([zone[0] if zone is not None else (0, 0, 0, 0) for zone in zones], dtype=np.int64)
         present = np.array([zone is not None for zone in zones], dtype=bool)
         # gripper centres within `reach` of the mask; their cups within 2 * reach; cup rims + r
         margin = 2 * self.layout.reach + int(np.ceil(self.layout.cup_radius)) + 2
+        # how far a cup centre lies from the gripper centre, at most, in whole pixels per axis
+        cup_reach = self.layout.reach + 1
         candidates: list[GraspCandidate] = []
         for index, piece in enumerate(pieces):
             if piece is None:
@@ -167,28 +170,29 @@ class SuctionGraspPlanner:
                 max(piece.x0 - margin, 0), min(piece.x1 + margin, width),
             )
             y0, y1, x0, x1 = window
-            reaching = present & (zone_boxes[:, 0] < y1) & (zone_boxes[:, 1] > y0) \
-                & (zone_boxes[:, 2] < x1) & (zone_boxes[:, 3] > x0)
+            # where the cups of gripper centres in the window can be: the window grown by cup_reach
+            cups_box = (y0 - cup_reach, y1 + cup_reach, x0 - cup_reach, x1 + cup_reach)
+            reaching = present & (zone_boxes[:, 0] < cups_box[1]) & (zone_boxes[:, 1] > cups_box[0]) \
+                & (zone_boxes[:, 2] < cups_box[3]) & (zone_boxes[:, 3] > cups_box[2])
             reaching[index] = False
             shape = (y1 - y0, x1 - x0)
             own = np.zeros(shape, dtype=bool)
             _paste_or(own, window, piece.mask, piece.box)
             others = np.zeros(shape, dtype=bool)
-            touched = np.zeros(shape, dtype=bool)
+            touched = np.zeros((shape[0] + 2 * cup_reach, shape[1] + 2 * cup_reach), dtype=bool)
             for other in np.nonzero(reaching)[0]:
                 _paste_or(others, window, pieces[other].mask, pieces[other].box)
-                _paste_or(touched, window, zones[other][1], zones[other][0])
+                _paste_or(touched, cups_box, zones[other][1], zones[other][0])
             candidates += self._plan_one(
-                own & ~others, ~touched, window, piece.box, float(scores[index]), int(mask_ids[index])
+                own & ~others, ~touched, cup_reach, window, piece.box, float(scores[index]), int(mask_ids[index])
             )
         candidates.sort(key=lambda c: (-c.sealed_cups, -c.score, c.mask_id))
         return candidates[: self.max_candidates] if self.max_candidates else candidates
 
-    def _contact_zone(
-        self, piece: "_Piece", grow: int, height: int, width: int
-    ) -> tuple[tuple[int, int, int, int], np.ndarray]:
-        """(box y0, y1, x0, x1, bool crop): cup centres within the cup radius of a mask pixel."""
-        box = (max(piece.y0 - grow, 0), min(piece.y1 + grow, height), max(piece.x0 - grow, 0), min(piece.x1 + grow, width))
+    def _contact_zone(self, piece: "_Piece", grow: int) -> tuple[tuple[int, int, int, int], np.ndarray]:
+        """(box y0, y1, x0, x1, bool crop): cup centres within the cup radius of a mask pixel (the
+        box may reach past the image border)."""
+        box = (piece.y0 - grow, piece.y1 + grow, piece.x0 - grow, piece.x1 + grow)
         local = np.zeros((box[1] - box[0], box[3] - box[2]), dtype=bool)
         _paste_or(local, box, piece.mask, piece.box)
         # every mask pixel lies inside the crop, so distances to the nearest one are exact there
@@ -199,14 +203,16 @@ class SuctionGraspPlanner:
         self,
         own: np.ndarray,
         clear: np.ndarray,
+        cup_reach: int,
         window: tuple[int, int, int, int],
         box: tuple[int, int, int, int],
         score: float,
         mask_id: int,
     ) -> list[GraspCandidate]:
         """Placements for one mask in its window: ``own`` its pixels no other mask covers,
-        ``clear`` where a cup centre touches no other mask; ``box`` the mask's box (y0, y1, x0,
-        x1) in image pixels, ``window`` the window's."""
+        ``clear`` where a cup centre touches no other mask, on the window grown by ``cup_reach``
+        on every side; ``box`` the mask's box (y0, y1, x0, x1) in image pixels, ``window`` the
+        window's."""
         y0, _, x0, _ = window
         radius = self.layout.cup_radius
         # a cup centred at c lies inside `own` iff every pixel within `radius` of c does, i.e. the
@@ -231,7 +237,7 @@ class SuctionGraspPlanner:
                 sealed = _shifted(fits, dv, du, fill=False)
                 count += sealed
                 margin_sum += np.where(sealed, _shifted(depth, dv, du, fill=0.0), 0.0)
-                allowed &= _shifted(clear, dv, du, fill=True)
+                allowed &= clear[cup_reach + dv : cup_reach + dv + shape[0], cup_reach + du : cup_reach + du + shape[1]]
             allowed &= count >= self.min_sealed_cups
             per_angle.append((angle, offsets, count, margin_sum, allowed))
             if allowed.any():
