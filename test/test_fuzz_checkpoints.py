@@ -156,7 +156,7 @@ def metadata(draw):
     return values
 
 
-@fuzz(120)
+@fuzz(80)
 @given(values=metadata())
 def test_wrong_or_missing_metadata_is_refused_before_a_model_is_built(values):
     """With a single stand-in tensor, no config can fit: every file must be refused, however large

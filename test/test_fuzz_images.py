@@ -178,7 +178,7 @@ def pairs(draw):
 DROPS = {DROP_IMAGE, DROP_TOO_LARGE, DROP_SIZE, DROP_STAMPS}
 
 
-@fuzz(250)
+@fuzz(200)
 @given(pair=pairs(), apart_ns=st.sampled_from([0, 0, 2_000_000, 10**9]))
 def test_the_segmentation_node_answers_a_pair_or_counts_one_drop(core, pair, apart_ns):
     left_message, right_message = pair
