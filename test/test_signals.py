@@ -20,7 +20,6 @@ import os, signal, sys, time
 from latent_segmentation_ros.core.signals import StartupInterrupted, ignore_further_signals, install_shutdown_handlers
 request = install_shutdown_handlers()
 assert install_shutdown_handlers() is request
-print("installed", flush=True)
 mode, expected = sys.argv[1], int(sys.argv[2])
 deadline = time.monotonic() + float(sys.argv[3])
 
@@ -36,16 +35,20 @@ def report_signals_until(count):
             time.sleep(0.01)
 
 
+# "installed": the test sends its first signal only after reading it
 if mode == "startup":
-    request.interrupt_startup = True
     try:
+        request.interrupt_startup = True
+        print("installed", flush=True)
         time.sleep(float(sys.argv[3]))  # a model that takes long to load
         print("start finished", flush=True)
     except StartupInterrupted as error:
         print(f"start abandoned on {error}", flush=True)
     request.interrupt_startup = False
     report_signals_until(expected)  # the repeats arrive here and must not raise
-elif mode == "running":
+else:
+    print("installed", flush=True)
+if mode == "running":
     while not request.wait(0.05):
         pass
     report_signals_until(expected)
