@@ -3,7 +3,9 @@
 ``bounded(seconds, max_bytes)`` fails the example when the code inside runs longer than
 ``seconds`` (SIGALRM, so a loop that never ends becomes a failure instead of a stuck test run)
 or when the memory Python and NumPy allocate inside it peaks above ``max_bytes`` (tracemalloc:
-NumPy reports its array buffers to it, so an array sized by a message's claims shows up here).
+NumPy reports its array buffers to it, so an array sized by a message's claims shows up here;
+``measure="resident"`` instead bounds the growth of the process's peak resident memory, cheap
+enough for bodies that parse bag files with third-party readers).
 ``fuzz(max_examples)`` is the settings every fuzz target runs with: no per-example deadline
 (the machine may be loaded; ``bounded`` catches real hangs) and no health check that only says
 the data generation is slow.
