@@ -124,3 +124,5 @@ def test_the_descriptor_range_accepts_exactly_what_the_rules_accept(spec):
         assert spec.check([value] if spec.kind.endswith("_array") else value) is not None, (spec.name, value)
     if spec.exclusive_minimum:
         assert low > spec.minimum
+    if spec.exclusive_maximum:
+        assert high < spec.maximum

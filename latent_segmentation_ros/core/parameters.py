@@ -24,7 +24,7 @@ MAX_IMAGE_PIXELS = 7680 * 4320
 
 @dataclass(frozen=True)
 class ParameterSpec:
-    """One node parameter. Ranges are inclusive unless ``exclusive_minimum``."""
+    """One node parameter. Ranges are inclusive unless ``exclusive_minimum`` / ``exclusive_maximum``."""
 
     name: str
     default: Any
@@ -35,6 +35,7 @@ class ParameterSpec:
     exclusive_minimum: bool = False
     choices: tuple[str, ...] = ()
     read_only: bool = False
+    exclusive_maximum: bool = False
 
     def check(self, value: Any) -> str | None:
         """The reason ``value`` is refused, or None when it is acceptable on its own."""
@@ -75,20 +76,26 @@ class ParameterSpec:
                 return f"{self.name} must be greater than {self.minimum:g}, got {value:g}"
             if not self.exclusive_minimum and value < self.minimum:
                 return f"{self.name} must be at least {self.minimum:g}, got {value:g}"
-        if self.maximum is not None and value > self.maximum:
-            return f"{self.name} must be at most {self.maximum:g}, got {value:g}"
+        if self.maximum is not None:
+            if self.exclusive_maximum and value >= self.maximum:
+                return f"{self.name} must be less than {self.maximum:g}, got {value:g}"
+            if not self.exclusive_maximum and value > self.maximum:
+                return f"{self.name} must be at most {self.maximum:g}, got {value:g}"
         return None
 
     def descriptor_range(self) -> tuple[float, float] | None:
         """(from, to) for a ParameterDescriptor's range, which is inclusive: an exclusive minimum
-        becomes the next double above it (``ros2 param describe`` then shows a minimum that is
-        allowed, and rclpy's own range check refuses exactly what :meth:`check` refuses)."""
+        becomes the next double above it, an exclusive maximum the next below (``ros2 param
+        describe`` then shows bounds that are allowed, and rclpy's own range check refuses exactly
+        what :meth:`check` refuses)."""
         if self.minimum is None or self.maximum is None:
             return None
-        low = float(self.minimum)
+        low, high = float(self.minimum), float(self.maximum)
         if self.exclusive_minimum:
             low = math.nextafter(low, math.inf)
-        return low, float(self.maximum)
+        if self.exclusive_maximum:
+            high = math.nextafter(high, -math.inf)
+        return low, high
 
     @property
     def constraints(self) -> str:
@@ -98,7 +105,7 @@ class ParameterSpec:
             parts.append("one of: " + ", ".join(self.choices))
         if self.minimum is not None or self.maximum is not None:
             low = "" if self.minimum is None else f"{_number(self.minimum)} {'<' if self.exclusive_minimum else '<='} "
-            high = "" if self.maximum is None else f" <= {_number(self.maximum)}"
+            high = "" if self.maximum is None else f" {'<' if self.exclusive_maximum else '<='} {_number(self.maximum)}"
             parts.append(f"{low}value{high}")
         if self.read_only:
             parts.append("read-only: set at start (launch file or YAML)")
@@ -129,6 +136,16 @@ SEGMENTATION_PARAMETERS = _specs(
     ParameterSpec("sync_slop", 0.05, "double", "Largest stamp difference (s) of a synchronised image pair", 0.0, 10.0, exclusive_minimum=True, read_only=True),
     ParameterSpec("queue_size", 10, "integer", "Messages per camera the synchroniser keeps while pairing", 1, 1000, read_only=True),
     ParameterSpec("p", 0.9, "double", "Confidence requirement: masks lie inside one item with probability >= p", 0.0, 1.0, exclusive_minimum=True),
+    ParameterSpec(
+        "mask_threshold",
+        0.5,
+        "double",
+        "Probability at which each detection's mask is binarised; higher: smaller masks",
+        0.0,
+        1.0,
+        exclusive_minimum=True,
+        exclusive_maximum=True,
+    ),
     ParameterSpec("num_samples", 8, "integer", "Samples K drawn from the model per image", 1, 64),
     ParameterSpec(
         "flip_samples",

@@ -3,7 +3,9 @@
 The network (backbone, prior, K decodings) is the expensive part; aggregation is cheap. So the
 pipeline runs the model once per frame on all cameras in one batch and keeps the K samples:
 a new ``p`` or a switch between confidence masks and Union-NMS re-aggregates the last frame at
-once (:meth:`PerceptionPipeline.refresh`) without running the network again.
+once (:meth:`PerceptionPipeline.refresh`) without running the network again. The samples keep
+the mask head's low-resolution probabilities too, so a new ``mask_threshold`` re-binarises them
+(one paste per detection) instead of running the network.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import numpy as np
 from latent_segmentation_ros.core.parameters import SEGMENTATION_PARAMETERS
 from latent_segmentation_ros.core.results import CameraResult, tight_boxes
 
-_SETTING_NAMES = ("p", "num_samples", "flip_samples", "mode", "score_threshold", "min_mask_area", "seed")
+_SETTING_NAMES = ("p", "mask_threshold", "num_samples", "flip_samples", "mode", "score_threshold", "min_mask_area", "seed")
 
 
 class CheckpointLoadError(ValueError):
@@ -32,6 +34,7 @@ class PipelineSettings:
     """What the aggregation and the sampling use; validated by the node parameter rules."""
 
     p: float = SEGMENTATION_PARAMETERS["p"].default
+    mask_threshold: float = SEGMENTATION_PARAMETERS["mask_threshold"].default
     num_samples: int = SEGMENTATION_PARAMETERS["num_samples"].default
     flip_samples: bool = SEGMENTATION_PARAMETERS["flip_samples"].default
     mode: str = SEGMENTATION_PARAMETERS["mode"].default
@@ -66,7 +69,8 @@ class PipelineSettings:
 
 @dataclass
 class _Frame:
-    """The last processed frame: images, the model output and how it was drawn."""
+    """The last processed frame: images, the model output, how it was drawn and the mask
+    threshold its masks are binarised at."""
 
     images: list[np.ndarray]
     cameras: list[str]
@@ -74,6 +78,7 @@ class _Frame:
     sampling_key: tuple
     network_ms: float
     prepared: dict[int, tuple[float, Any]]
+    mask_threshold: float
 
 
 class PerceptionPipeline:
@@ -198,37 +203,46 @@ class PerceptionPipeline:
         with self._run_lock:
             settings = self._settings
             samples, network_ms = self._run_network(images, settings)
-            self._frame = _Frame(images, cameras, samples, settings.sampling_key(), network_ms, {})
+            self._frame = _Frame(images, cameras, samples, settings.sampling_key(), network_ms, {}, settings.mask_threshold)
             return self._aggregate_frame(self._frame, settings, network_ms)
 
     def refresh(self) -> list[CameraResult] | None:
         """The last frame under the current settings (None before the first frame).
 
-        Re-aggregates the kept samples; runs the network again only when the sampling changed
-        (num_samples, flip_samples, seed, or a switch to or from prior_mean).
+        Re-aggregates the kept samples (re-binarised first when ``mask_threshold`` changed); runs
+        the network again only when the sampling changed (num_samples, flip_samples, seed, or a
+        switch to or from prior_mean).
         """
         with self._run_lock:
             frame = self._frame
             if frame is None:
                 return None
             settings = self._settings
-            if frame.sampling_key != settings.sampling_key():
+            if frame.sampling_key != settings.sampling_key() or not _can_rebinarize(frame, settings):
                 samples, network_ms = self._run_network(frame.images, settings)
-                frame = _Frame(frame.images, frame.cameras, samples, settings.sampling_key(), network_ms, {})
+                frame = _Frame(frame.images, frame.cameras, samples, settings.sampling_key(), network_ms, {},
+                               settings.mask_threshold)
                 self._frame = frame
                 return self._aggregate_frame(frame, settings, network_ms)
+            if frame.mask_threshold != settings.mask_threshold:
+                start = time.perf_counter()
+                frame.samples = [_rebinarized(samples, settings.mask_threshold) for samples in frame.samples]
+                frame.prepared, frame.mask_threshold = {}, settings.mask_threshold
+                return self._aggregate_frame(frame, settings, (time.perf_counter() - start) * 1000.0)
             return self._aggregate_frame(frame, settings, 0.0)
 
-    def _run_network(self, images: list[np.ndarray], settings: PipelineSettings) -> tuple[list[list[dict]], float]:
-        import torch
+    def last_samples(self) -> list[list[dict]] | None:
+        """The model output kept for the last frame (per camera, the prediction dicts with their
+        mask probabilities), as its masks are binarised now; None before the first frame."""
+        frame = self._frame
+        return None if frame is None else [list(samples) for samples in frame.samples]
 
+    def _run_network(self, images: list[np.ndarray], settings: PipelineSettings) -> tuple[list[list[dict]], float]:
         start = time.perf_counter()
-        tensors = [
-            torch.from_numpy(np.require(image, requirements=["C", "W"])).to(self.device).permute(2, 0, 1).float().div_(255.0)
-            for image in images
-        ]
+        tensors = image_tensors(images, self.device)
         seed = None if settings.seed < 0 else settings.seed
-        sampling = {"num_samples": settings.samples_drawn, "seed": seed, "mode": settings.network_mode}
+        sampling = {"num_samples": settings.samples_drawn, "seed": seed, "mode": settings.network_mode,
+                    "mask_threshold": settings.mask_threshold, "keep_mask_probabilities": True}
         if settings.flips:
             sampling["flip"] = True
         samples = self.model.sample(tensors, **sampling)
@@ -274,17 +288,15 @@ class PerceptionPipeline:
         scores = _numpy(output["scores"]).astype(np.float32).reshape(-1)
         labels = _numpy(output["labels"]).astype(np.int64).reshape(-1)
         support = _numpy(output.get("support_counts", np.ones(len(scores)))).astype(np.int64).reshape(-1)
-        areas = masks.sum(axis=(1, 2))
-        keep = areas >= max(1, settings.min_mask_area)
-        order = np.argsort(-scores[keep], kind="stable")
-        masks = masks[keep][order]
+        shown = published_masks(masks, scores, settings.min_mask_area)
+        masks = masks[shown]
         return CameraResult(
             camera=camera,
             masks=masks,
-            scores=scores[keep][order],
-            labels=labels[keep][order],
+            scores=scores[shown],
+            labels=labels[shown],
             boxes=tight_boxes(masks),
-            support_counts=support[keep][order],
+            support_counts=support[shown],
             mode=settings.mode,
             p=float(settings.p),
             num_samples=settings.samples_drawn,
@@ -292,6 +304,38 @@ class PerceptionPipeline:
             inference_time_ms=float(elapsed_ms),
             class_names=self.class_names,
         )
+
+
+def image_tensors(images: Sequence[np.ndarray], device: str = "cpu") -> list:
+    """uint8 [H, W, 3] RGB images as the float [3, H, W] tensors in [0, 1] the model takes."""
+    import torch
+
+    return [
+        torch.from_numpy(np.require(image, requirements=["C", "W"])).to(device).permute(2, 0, 1).float().div_(255.0)
+        for image in images
+    ]
+
+
+def published_masks(masks: np.ndarray, scores: np.ndarray, min_mask_area: int) -> np.ndarray:
+    """Indices of the masks the node publishes, in its order: at least ``min_mask_area`` pixels
+    (and one), by decreasing score (stable)."""
+    kept = np.flatnonzero(masks.sum(axis=(1, 2)) >= max(1, min_mask_area))
+    return kept[np.argsort(-scores[kept], kind="stable")]
+
+
+def _can_rebinarize(frame: _Frame, settings: PipelineSettings) -> bool:
+    """Whether the kept samples can be binarised at the settings' mask threshold without the network."""
+    from latent_maskrcnn.model.postprocess import MASK_PROBABILITIES
+
+    return frame.mask_threshold == settings.mask_threshold or all(
+        MASK_PROBABILITIES in prediction for samples in frame.samples for prediction in samples
+    )
+
+
+def _rebinarized(samples: list[dict], threshold: float) -> list[dict]:
+    from latent_maskrcnn.model.postprocess import with_mask_threshold
+
+    return [with_mask_threshold(prediction, threshold) for prediction in samples]
 
 
 def check_images(images: Sequence[np.ndarray], cameras: Sequence[str]) -> tuple[list[np.ndarray], list[str]]:

@@ -32,7 +32,7 @@ from latent_segmentation_ros.core.results import CameraResult
 # The smallest image side the model accepts (LatentMaskRCNN refuses smaller images): a smaller
 # camera image is a bad image, not a failure of the processing.
 MIN_IMAGE_SIDE = 2
-PIPELINE_SETTINGS = ("p", "num_samples", "flip_samples", "mode", "score_threshold", "min_mask_area", "seed")
+PIPELINE_SETTINGS = ("p", "mask_threshold", "num_samples", "flip_samples", "mode", "score_threshold", "min_mask_area", "seed")
 # a change of these re-publishes the last frame at once
 REFRESHING = frozenset(PIPELINE_SETTINGS) | {"publish_overlay"}
 

@@ -377,6 +377,7 @@ def build_pair_processor(
     *,
     mode: str | None = None,
     p: float | None = None,
+    mask_threshold: float | None = None,
     samples: int | None = None,
     score_threshold: float | None = None,
     min_mask_area: int | None = None,
@@ -395,7 +396,8 @@ def build_pair_processor(
     changes = {
         name: value
         for name, value in (
-            ("mode", mode), ("p", p), ("num_samples", samples), ("flip_samples", flip_samples),
+            ("mode", mode), ("p", p), ("mask_threshold", mask_threshold), ("num_samples", samples),
+            ("flip_samples", flip_samples),
             ("score_threshold", score_threshold), ("min_mask_area", min_mask_area),
         )
         if value is not None
@@ -408,6 +410,7 @@ def build_pair_processor(
         "model_id": pipeline.model_id,
         "mode": settings.mode,
         "p": settings.p,
+        "mask_threshold": settings.mask_threshold,
         "num_samples": settings.samples_drawn,
         "flip_samples": settings.flips,
         "score_threshold": settings.score_threshold,

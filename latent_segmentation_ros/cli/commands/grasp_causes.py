@@ -22,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a MaskRCNN checkpoint (latent_dim = 0) traced beside, with the same planner "
                              "(default: none)")
     add_node_option(parser, "--p", "p", "confidence requirement of the confidence masks")
+    add_node_option(parser, "--mask-threshold", "mask_threshold", "probability at which every method's masks are binarised")
     add_node_option(parser, "--samples", "num_samples", "samples K per image")
     add_flip_option(parser)
     add_node_option(parser, "--score-threshold", "score_threshold", "detections at or below this score are ignored")
@@ -62,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         dataset = CocoInstanceDataset(data / "annotations.json", data / "images")
         setup = build_pair_processor(
-            args.checkpoint, p=args.p, samples=args.samples, flip_samples=args.flip_samples,
+            args.checkpoint, p=args.p, mask_threshold=args.mask_threshold, samples=args.samples,
+            flip_samples=args.flip_samples,
             score_threshold=args.score_threshold, device=args.device, cameras=[SCENE_CAMERA],
         )
         baseline = None if args.baseline is None else load_baseline(args.baseline, setup)

@@ -23,6 +23,7 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser, with_mode: bool = Tr
     if with_mode:
         add_node_option(parser, "--mode", "mode", "aggregation mode")
         add_node_option(parser, "--p", "p", "confidence requirement in (0, 1]")
+    add_node_option(parser, "--mask-threshold", "mask_threshold", "probability at which masks are binarised, in (0, 1)")
     add_node_option(parser, "--samples", "num_samples", "samples K per image")
     add_flip_option(parser)
     add_node_option(parser, "--score-threshold", "score_threshold", "detections at or below this score are ignored")
@@ -90,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
             max_pairs=args.max_pairs, scoring=scoring_config(args), max_image_pixels=args.max_image_pixels,
         )
         setup = build_pair_processor(
-            args.checkpoint, mode=args.mode, p=args.p, samples=args.samples, flip_samples=args.flip_samples,
+            args.checkpoint, mode=args.mode, p=args.p, mask_threshold=args.mask_threshold, samples=args.samples,
+            flip_samples=args.flip_samples,
             score_threshold=args.score_threshold, device=args.device,
             cameras=[camera_of_topic(topic) for topic in args.topics],
         )

@@ -27,7 +27,7 @@ from .config import ModelConfig
 from .distributions import DiagonalGaussian, kl_divergence
 from .encoder import PosteriorEncoder
 from .injection import LatentInjection
-from .postprocess import mirror_prediction, to_prediction
+from .postprocess import MASK_THRESHOLD, mirror_prediction, to_prediction, validate_mask_threshold
 from .prior import LatentPrior
 
 LEVEL_NAMES = FEATURE_NAMES + ["pool"]
@@ -232,6 +232,8 @@ class LatentMaskRCNN(nn.Module):
         seed: int | None = None,
         mode: str = "sample",
         flip: bool = False,
+        mask_threshold: float = MASK_THRESHOLD,
+        keep_mask_probabilities: bool = False,
     ) -> list[list[dict[str, Tensor]]]:
         """K segmentations per image (one for ``prior_mean`` or ``latent_dim = 0``).
 
@@ -242,6 +244,10 @@ class LatentMaskRCNN(nn.Module):
         the first floor(K/2) of them again on its mirror image, mapped back (the authors' K = 8
         as 4 codes x {original, flipped}). The samples then also differ where the network's
         answer depends on the view, such as an unsure boundary, which the confidence masks use.
+
+        Masks are the pixels whose probability is at least ``mask_threshold`` (in (0, 1)); with
+        ``keep_mask_probabilities`` each prediction also keeps its `MaskProbabilities`, so that
+        `postprocess.with_mask_threshold` binarises it at another threshold without the network.
         """
         _check_images(images)
         if mode not in SAMPLE_MODES:
@@ -250,6 +256,7 @@ class LatentMaskRCNN(nn.Module):
             raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
         if not isinstance(flip, bool):
             raise ValueError(f"flip must be true or false, got {flip!r}")
+        mask_threshold = validate_mask_threshold(mask_threshold)
         generator = torch.Generator()
         if seed is None:
             generator.seed()
@@ -282,7 +289,8 @@ class LatentMaskRCNN(nn.Module):
                     detections = self._decode_codes(image_list, features, codes, stage)
                     codes_per_image = codes.shape[1]
             with torch.no_grad(), stage("paste_masks"):
-                predictions = self._to_predictions(detections, image_list, views, codes_per_image)
+                predictions = self._to_predictions(detections, image_list, views, codes_per_image,
+                                                   mask_threshold, keep_mask_probabilities)
                 if flipped:
                     mirrored = predictions[len(images):]
                     predictions = [
@@ -369,10 +377,13 @@ class LatentMaskRCNN(nn.Module):
         image_list: ImageList,
         images: list[Tensor],
         codes_per_image: int,
+        mask_threshold: float = MASK_THRESHOLD,
+        keep_mask_probabilities: bool = False,
     ) -> list[list[dict[str, Tensor]]]:
         results = []
         for index, image in enumerate(images):
             original = (int(image.shape[1]), int(image.shape[2]))
             chunk = detections[index * codes_per_image:(index + 1) * codes_per_image]
-            results.append([to_prediction(d, image_list.image_sizes[index], original) for d in chunk])
+            results.append([to_prediction(d, image_list.image_sizes[index], original, mask_threshold,
+                                          keep_mask_probabilities) for d in chunk])
         return results
