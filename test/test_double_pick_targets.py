@@ -179,3 +179,27 @@ def test_evaluate_reports_the_targets_from_its_own_measurements(evaluation_setup
     markdown = (out / "results.md").read_text()
     assert "## Double-pick targets" in markdown
     assert f"| d3 | prior mean mAP >= MaskRCNN's | {lines['d3']['measured']} | {lines['d3']['status']} |" in markdown
+
+
+def test_targets_comparing_methods_are_decided_by_their_intervals():
+    from latent_maskrcnn.evaluation.bootstrap import BootstrapEstimate
+
+    def margin(low, high):
+        return BootstrapEstimate((low + high) / 2, low, high, 1000, 0)
+
+    assert targets.decide(True, [margin(-0.02, -0.01)]) == "met"
+    assert targets.decide(True, [margin(-0.02, 0.01)], "40 scenes") == "no difference measured (40 scenes)"
+    assert targets.decide(True, [margin(0.01, 0.02)]) == "not met"           # the interval overrules the point
+    assert targets.decide(False, [margin(-0.02, -0.01), margin(0.1, 0.2)]) == "not met"
+    assert targets.decide(True, [BootstrapEstimate(0.1, None, None, 10, 9)], "3 scenes").startswith("no difference")
+    assert targets.decide(True) == "met" and targets.decide(False) == "not met"  # no interval: the point estimate
+
+    report = report_meeting_every_target()
+    lines = {line["key"]: line for line in double_pick_targets(
+        report, {"a": [margin(-0.01, -0.001), margin(-0.3, -0.1)], "b2": [margin(-0.04, 0.002)]}, "250 scenes")}
+    assert lines["a"]["status"] == "met" and "95 % interval of D / N - 0.5 x MaskRCNN's -1.00 to -0.10 points" in lines["a"]["measured"]
+    assert lines["b2"]["status"] == "no difference measured (250 scenes)" and lines["b2"]["met"] is None
+    # the demo's 5 of 40 against 10 of 40 chosen grasps: half on the point, undecided on its interval
+    grasp = grasp_target(5 / 40, 10 / 40, margin=margin(-0.0875, 0.10), count="40 and 40 chosen grasps")
+    assert grasp["status"] == "no difference measured (40 and 40 chosen grasps)"
+    assert "-8.75 to +10.00 points" in grasp["measured"]

@@ -59,6 +59,26 @@ def test_evaluate_writes_every_table_and_picture(setup):
     assert set(report["methods"]) >= {"maskrcnn", "latent_union_nms", "latent_confidence_mask", "latent_prior_mean"}
     markdown = (out / "results.md").read_text()
     assert "| Latent Confidence Mask |" in markdown and "ROC AUC" in markdown
+    # the operating curves of every method and the matched comparison, with the planner's grasps
+    curves = report["operating_curves"]
+    assert set(curves) == {"confidence_mask", "maskrcnn", "maskrcnn_mirror", "prior_mean", "prior_mean_mirror"}
+    for method in ("maskrcnn", "prior_mean"):
+        points = curves[method]["points"]
+        assert [point["mask_threshold"] for point in points] == [0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85,
+                                                                 0.9, 0.95]
+        areas = [point["pickable_area"] for point in points]
+        assert all(b <= a + 1e-12 for a, b in zip(areas, areas[1:]))  # a higher threshold never grows a mask
+        assert all(0 <= point["grasps"] <= 2 for point in points)
+    default = next(point for point in curves["maskrcnn"]["points"] if point["mask_threshold"] == 0.5)
+    assert default["pickable_area"] == report["reference_points"]["maskrcnn"]["pickable_area"]
+    matched = report["matched_comparison"]
+    assert matched["reference"] == "confidence_mask" and matched["images"] == 2 and matched["seed"] == 0
+    assert {row["metric"] for row in matched["rows"]} <= {"double_pick_rate", "double_pick_rate_on_items",
+                                                          "grasp_double_pick_rate", "mean_sealed_cups"}
+    assert "## Matched comparison" in markdown and "## Operating curves (Fig. 5)" in markdown
+    assert (out / "matched.md").read_text().startswith("# Matched comparison")
+    saved = json.loads((out / "curves.json").read_text())
+    assert len(saved["curves"]) == 5 and all(len(c["counts"]["picks"][0]) == 2 for c in saved["curves"])
 
 
 def test_evaluate_refuses_a_plain_maskrcnn_as_the_model(setup, capsys):
@@ -97,11 +117,24 @@ def test_every_method_sees_the_same_samples(setup):
         return original(*args, **kwargs)
 
     model.sample = counting_sample
-    settings = EvaluationSettings(num_samples=2, p_values=(0.5,), gripper_radius=2, circles=20, grid_images=1)
+    settings = EvaluationSettings(num_samples=2, p_values=(0.5,), gripper_radius=2, circles=20, grid_images=1,
+                                  curves=False)
     run = run_methods(model, dataset, None, settings, progress=False)
     assert calls == ["sample", "prior_mean"] * len(dataset)  # once per image, reused for every p and mode
     assert "maskrcnn" not in run.metrics and len(run.grid) == 1
     assert all(len(m.images) == len(dataset) for m in run.metrics.values())
+    assert run.curves == {}
+    # The curves add the prior mean on the mirror image, once per image: every mask threshold
+    # re-binarises the kept mask probabilities instead of running the network again.
+    calls.clear()
+    settings = EvaluationSettings(num_samples=2, p_values=(0.5,), gripper_radius=2, circles=20, grid_images=0,
+                                  mask_thresholds=(0.3, 0.6, 0.9))
+    run = run_methods(model, dataset, None, settings, progress=False)
+    assert calls == ["sample", "prior_mean", "prior_mean"] * len(dataset)
+    assert set(run.curves) == {"confidence_mask", "prior_mean", "prior_mean_mirror"}
+    assert run.curves["prior_mean"].values == (0.3, 0.5, 0.6, 0.9)  # the table's threshold joins the curve
+    assert run.curves["confidence_mask"].values == (0.5, 0.9)
+    assert all(curve.images == len(dataset) for curve in run.curves.values())
 
 
 @pytest.fixture(scope="module")

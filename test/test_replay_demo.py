@@ -85,6 +85,18 @@ def test_demo_compares_with_the_prior_mean_and_the_baseline(tmp_path, tiny_model
     assert mine["pickable_area"] > 0 and comparison["rows"][2]["picks"] > 0  # both models predict masks; circles fit
     markdown = (out / "double_pick_comparison.md").read_text()
     assert "MaskRCNN baseline" in markdown and "grasp target" in markdown
+    # the comparison itself: every baseline over the mask threshold, read at the confidence masks' area
+    matched = comparison["matched_comparison"]
+    assert matched["reference"] == "confidence_mask" and matched["reference_value"] == 0.9
+    assert matched["images"] == comparison["images"]  # every camera image with ground truth
+    assert {row["baseline"] for row in matched["rows"]} <= {"maskrcnn", "maskrcnn_mirror", "prior_mean", "prior_mean_mirror"}
+    assert "## Matched comparison" in markdown and "not a comparison" in markdown
+    assert "demo: the comparison, at equal pickable area and equal N" in printed
+    assert "Reference: confidence masks at p = 0.9" in printed
+    sweep = json.loads((out / "comparison" / "sweep.json").read_text())
+    assert sweep["mask_thresholds"] == [0.5, 0.7, 0.85, 0.95]
+    assert set(sweep["operating_curves"]) == {"confidence_mask", "maskrcnn", "maskrcnn_mirror", "prior_mean",
+                                              "prior_mean_mirror"}
 
 
 def test_demo_without_a_baseline_compares_with_the_prior_mean_only(tmp_path, tiny_models, capsys):
@@ -115,3 +127,25 @@ def test_demo_uses_the_bundled_baseline_when_there_is_one(tmp_path, tiny_models,
         assert "demo: no MaskRCNN baseline bundled (models/demo/maskrcnn_baseline.safetensors)" in printed
     else:
         assert f"({bundled})" in printed and "MaskRCNN baseline " in printed
+
+
+def test_the_replay_reuses_the_comparisons_pairs_and_runs_the_pipeline_when_out_of_step(tiny_models):
+    import numpy as np
+
+    from latent_segmentation_ros.cli.commands.demo import RecordedPairs
+    from latent_segmentation_ros.replay.runner import build_pair_processor
+
+    setup = build_pair_processor(tiny_models / "tiny.safetensors", samples=2)
+    rng = np.random.default_rng(0)
+    first = [rng.integers(0, 256, size=(64, 80, 3), dtype=np.uint8) for _ in setup.cameras]
+    second = [rng.integers(0, 256, size=(64, 80, 3), dtype=np.uint8) for _ in setup.cameras]
+    recorded = RecordedPairs(setup)
+    recorded.observe(first, setup.pipeline.process(first, setup.cameras))
+    recorded.observe(second, setup.pipeline.process(second, setup.cameras))
+    calls = setup.pipeline.network_calls
+    kept = recorded.pairs[0][1]
+    assert recorded.process_pair(first) is kept and setup.pipeline.network_calls == calls  # no second network pass
+    outcome = recorded.process_pair(first)  # not the next kept pair: the pipeline runs, the rest is dropped
+    assert setup.pipeline.network_calls == calls + 1 and recorded.pairs == []
+    for got, want in zip(outcome.results, kept.results):
+        np.testing.assert_array_equal(got.masks, want.masks)

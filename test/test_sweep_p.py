@@ -48,7 +48,7 @@ def test_network_runs_once_per_frame(bag, checkpoint, tmp_path, prior_mean):
     calls = counting(setup.pipeline.model)
     # A small gripper circle, so that some circles fit inside the small masks of 64x80 images.
     options = SweepOptions(bag=bag, out_dir=tmp_path, ps=[0.2, 0.5, 1.0], include_prior_mean=prior_mean, progress=False,
-                           scoring=ScoringConfig(gripper_radius=1))
+                           scoring=ScoringConfig(gripper_radius=1), mask_thresholds=())
     result = sweep_p(options, setup)
     assert result["pairs"] == 3
     expected = ["sample"] * 3 if not prior_mean else ["sample", "prior_mean"] * 3
@@ -64,7 +64,7 @@ def test_cli_prints_the_table_and_writes_the_plot(bag, checkpoint, tmp_path, cap
     out = tmp_path / "sweep"
     code = cli.main(["sweep-p", "--bag", str(bag), "--out", str(out), "--checkpoint", str(checkpoint),
                      "--samples", "3", "--score-threshold", "0", "--ps", "0.3", "1.0", "--gripper-radius", "1",
-                     "--target-double-pick", "1.0", "--no-progress"])
+                     "--target-double-pick", "1.0", "--no-progress", "--no-curves"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "| p | double-pick rate | pickable area |" in printed and "p = 0.30" in printed
@@ -113,8 +113,8 @@ def test_baseline_is_one_more_method_scored_like_the_others(bag, checkpoint, bas
     setup = build_pair_processor(checkpoint, samples=2, score_threshold=0.0, min_mask_area=1)
     baseline = load_baseline(baseline_checkpoint, setup)
     calls = counting(baseline.model)
-    result = sweep_p(SweepOptions(bag=bag, out_dir=tmp_path / "with", ps=[0.5, 0.9], progress=False, scoring=scoring),
-                     setup, baseline)
+    result = sweep_p(SweepOptions(bag=bag, out_dir=tmp_path / "with", ps=[0.5, 0.9], progress=False, scoring=scoring,
+                                  mask_thresholds=()), setup, baseline)
     assert calls == ["prior_mean"] * 3 and result["baseline_network_calls"] == 3
     assert [row["method"] for row in result["rows"]] == ["confidence_mask", "confidence_mask", PRIOR_MEAN, BASELINE]
     row = result["rows"][-1]
@@ -129,7 +129,8 @@ def test_baseline_is_one_more_method_scored_like_the_others(bag, checkpoint, bas
     # The baseline row is what the same bag gives when the baseline is the swept model itself
     # (a latent_dim = 0 model's prior mean is its one prediction): the same scorer and planner.
     own = build_pair_processor(baseline_checkpoint, samples=2, score_threshold=0.0, min_mask_area=1)
-    alone = sweep_p(SweepOptions(bag=bag, out_dir=tmp_path / "alone", ps=[1.0], progress=False, scoring=scoring), own)
+    alone = sweep_p(SweepOptions(bag=bag, out_dir=tmp_path / "alone", ps=[1.0], progress=False, scoring=scoring,
+                                 mask_thresholds=()), own)
     prior = alone["rows"][-1]
     for key in ("picks", "double_picks", "false_positive_picks", "pickable_area", "grasp_double_picks", "mr_at_hp"):
         assert row[key] == prior[key], key
@@ -162,3 +163,89 @@ def test_cli_baseline_option_and_a_baseline_that_does_not_load(bag, checkpoint, 
     assert [row["method"] for row in result["rows"]] == ["confidence_mask", "maskrcnn_baseline"]
     assert cli.main(common + ["--out", str(tmp_path / "b"), "--baseline", str(tmp_path / "missing.safetensors")]) == 2
     assert "missing.safetensors" in capsys.readouterr().err
+
+
+def test_baselines_over_the_mask_threshold_meet_the_confidence_masks(bag, checkpoint, baseline_checkpoint, tmp_path):
+    """The curves: each baseline once through the network per frame (plus one pass on the mirror
+    images), every threshold re-binarised; the default threshold's point is the baseline's own
+    row; the matched comparison is seeded and reads each curve at the reference's area."""
+    from latent_segmentation_ros.replay.sweep import BASELINE, PRIOR_MEAN, load_baseline
+
+    scoring = ScoringConfig(gripper_radius=1)
+    setup = build_pair_processor(checkpoint, samples=2, score_threshold=0.0, min_mask_area=1, flip_samples=False)
+    baseline = load_baseline(baseline_checkpoint, setup)
+    latent_calls, baseline_calls = counting(setup.pipeline.model), counting(baseline.model)
+    options = SweepOptions(bag=bag, out_dir=tmp_path / "curves", ps=[0.5], progress=False, scoring=scoring,
+                           mask_thresholds=(0.3, 0.7, 0.9), resamples=200)
+    result = sweep_p(options, setup, baseline)
+    # p = 0.9 (the reference) joins the sweep; per frame: K samples, the prior mean, its mirror view
+    assert [row["p"] for row in result["rows"]] == [0.5, 0.9, None, None]
+    assert latent_calls == ["sample", "prior_mean", "prior_mean"] * 3
+    assert baseline_calls == ["prior_mean", "prior_mean"] * 3
+    assert result["curve_network_calls"] == 6 and result["mask_thresholds"] == [0.3, 0.7, 0.9]
+    curves = result["operating_curves"]
+    assert set(curves) == {"confidence_mask", "prior_mean", "prior_mean_mirror", "maskrcnn", "maskrcnn_mirror"}
+    rows = {row["method"]: row for row in result["rows"] if row["p"] is None}
+    for method, key in (("prior_mean", PRIOR_MEAN), ("maskrcnn", BASELINE)):
+        points = curves[method]["points"]
+        assert [point["mask_threshold"] for point in points] == [0.3, 0.5, 0.7, 0.9]
+        areas = [point["pickable_area"] for point in points]
+        assert all(b <= a + 1e-12 for a, b in zip(areas, areas[1:]))  # a higher threshold never grows a mask
+        default = points[1]
+        row = rows[key]
+        assert default["pickable_area"] == pytest.approx(row["pickable_area"])
+        assert default["picks"] == row["picks"] and default["grasps"] == row["grasps_scored"]
+        if row["picks"]:
+            assert default["double_pick_rate"] == pytest.approx(row["double_pick_rate"])
+    confidence = {point["p"]: point for point in curves["confidence_mask"]["points"]}
+    at_09 = next(row for row in result["rows"] if row["p"] == 0.9)
+    assert confidence[0.9]["pickable_area"] == pytest.approx(at_09["pickable_area"])
+    matched = result["matched_comparison"]
+    assert matched["reference"] == "confidence_mask" and matched["reference_value"] == 0.9 and matched["images"] == 6
+    assert {row["baseline"] for row in matched["rows"]} <= set(curves) - {"confidence_mask"}
+    for row in matched["rows"]:
+        assert row["verdict"] in {"better", "worse", "no difference measured", "not reached"}
+    again = sweep_p(SweepOptions(bag=bag, out_dir=tmp_path / "again", ps=[0.5], progress=False, scoring=scoring,
+                                 mask_thresholds=(0.3, 0.7, 0.9), resamples=200), setup, baseline)
+    assert again["matched_comparison"] == matched  # seeded: a rerun prints the same intervals
+    markdown = (tmp_path / "curves" / "sweep.md").read_text()
+    assert "## Matched comparison" in markdown and "pickable area fraction" in markdown
+    saved = json.loads((tmp_path / "curves" / "curves.json").read_text())
+    assert {curve["method"] for curve in saved["curves"]} == set(curves)
+
+
+def test_cli_mask_threshold_outside_the_open_interval_is_refused(bag, checkpoint, tmp_path, capsys):
+    for value, reason in (("1.0", "mask_threshold must be less than 1"), ("0", "mask_threshold must be greater than 0")):
+        code = cli.main(["sweep-p", "--bag", str(bag), "--out", str(tmp_path / value), "--checkpoint", str(checkpoint),
+                         "--mask-threshold", value, "--no-progress"])
+        assert code == 2 and reason in capsys.readouterr().err
+    code = cli.main(["sweep-p", "--bag", str(bag), "--out", str(tmp_path / "list"), "--checkpoint", str(checkpoint),
+                     "--mask-thresholds", "0.5", "1.2", "--no-progress"])
+    assert code == 2 and "open interval (0, 1)" in capsys.readouterr().err
+
+
+def test_a_curve_point_is_scored_as_the_sweep_scores_its_rows(baseline_checkpoint):
+    """`prediction_outcome` (a curve point from kept samples) gives the circles and the chosen
+    grasp that `Scorer` gives the published masks of the same prediction."""
+    import numpy as np
+
+    from latent_maskrcnn.evaluation.threshold_curves import threshold_prediction
+    from latent_segmentation_ros.replay.grasp_outcomes import prediction_outcome, record_outcome
+    from latent_segmentation_ros.replay.scoring import Scorer
+
+    setup = build_pair_processor(baseline_checkpoint, mode="prior_mean", score_threshold=0.0, min_mask_area=4,
+                                 grasp_overrides={"cup_rows": 1, "cup_cols": 1, "cup_radius": 2.0})
+    rng = np.random.default_rng(4)
+    images = [rng.integers(0, 256, size=(64, 80, 3), dtype=np.uint8) for _ in setup.cameras]
+    truth = np.zeros((2, 64, 80), dtype=bool)
+    truth[0, 5:40, 5:50], truth[1, 30:60, 40:78] = True, True
+    outcome = setup.process_pair(images)
+    assert any(len(result.masks) for result in outcome.results) and any(outcome.grasps)  # something to score
+    scoring = ScoringConfig(gripper_radius=1)
+    for index, (result, grasps) in enumerate(zip(outcome.results, outcome.grasps)):
+        record = Scorer(scoring).score(frame=0, stamp_ns=1000 + index, result=result, truth_masks=truth, grasps=grasps,
+                                       cup_radius=setup.cup_radius)
+        views = [setup.pipeline.last_samples()[index][0]]
+        point = prediction_outcome(threshold_prediction(views, 0.5, 0.0), truth, 1000 + index, setup.planner,
+                                   scoring.gripper(), 4)
+        assert point == record_outcome(record)

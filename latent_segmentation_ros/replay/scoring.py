@@ -103,15 +103,24 @@ def _active_cup_overlap(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pixels each active cup shares with each item ``[C, G]``, and each cup's disk area ``[C]``
     (both empty when no cup is active or there is no item)."""
-    from latent_segmentation_ros.core.grasp_planner import cup_disks
-
     truth_masks = np.asarray(truth_masks, dtype=bool)
     active = np.asarray(grasp.cup_centers, dtype=np.float64).reshape(-1, 2)[np.asarray(grasp.cup_sealed, dtype=bool)]
     if active.shape[0] == 0 or truth_masks.shape[0] == 0:
         return np.zeros((0, 0), dtype=np.int64), np.zeros(0, dtype=np.int64)
-    disks = cup_disks(active, cup_radius, truth_masks.shape[1:])  # [C, H, W]
-    overlap = np.einsum("chw,ghw->cg", disks.astype(np.int32), truth_masks.astype(np.int32))
-    return overlap, disks.reshape(disks.shape[0], -1).sum(axis=1)
+    height, width = truth_masks.shape[1:]
+    overlap = np.zeros((active.shape[0], truth_masks.shape[0]), dtype=np.int64)
+    areas = np.zeros(active.shape[0], dtype=np.int64)
+    for index, (u, v) in enumerate(active):
+        # the pixels of `grasp_planner.cup_disks` (|p - c| <= radius) all lie in this window
+        x0, x1 = max(0, int(np.floor(u - cup_radius))), min(width, int(np.ceil(u + cup_radius)) + 1)
+        y0, y1 = max(0, int(np.floor(v - cup_radius))), min(height, int(np.ceil(v + cup_radius)) + 1)
+        if x0 >= x1 or y0 >= y1:
+            continue
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        disk = (xx - u) ** 2 + (yy - v) ** 2 <= cup_radius**2
+        areas[index] = int(disk.sum())
+        overlap[index] = truth_masks[:, y0:y1, x0:x1][:, disk].sum(axis=1)
+    return overlap, areas
 
 
 class Scorer:

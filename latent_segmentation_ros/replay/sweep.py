@@ -12,6 +12,10 @@ Per method: D / N, pickable area, the false-positive picks (circles of N on no i
 the chosen grasps (the node's planner) that double-pick; and the issue's grasp target: the
 share of chosen grasps that double-pick with confidence masks at p = 0.9 is at most half of
 the prior mean's (`latent_maskrcnn.evaluation.targets`).
+
+Beside the sweep, the baselines' operating curves over the mask threshold (`sweep_curves`: the
+prior mean and MaskRCNN, each with and without the mirror view) and the matched comparison at
+the confidence masks' pickable area and N, with paired-bootstrap intervals over the images.
 """
 from __future__ import annotations
 
@@ -22,7 +26,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from latent_maskrcnn.evaluation.comparison_defaults import BOOTSTRAP_RESAMPLES, MASK_THRESHOLDS
 from latent_segmentation_ros.core.camera_sync import SyncPolicy
+from latent_segmentation_ros.core.parameters import SEGMENTATION_PARAMETERS
 from latent_segmentation_ros.core.heap import HeapTrimmer
 from latent_segmentation_ros.replay.bag_io import BagError, BagReader
 from latent_segmentation_ros.replay.ground_truth import GroundTruthStream, ground_truth_topics
@@ -35,6 +41,8 @@ DEFAULT_PS = tuple(round(0.1 * step, 1) for step in range(1, 11))
 PRIOR_MEAN = "prior_mean"
 BASELINE = "maskrcnn_baseline"
 METHOD_LABELS = {PRIOR_MEAN: "prior mean", BASELINE: "MaskRCNN baseline"}
+CURVE_OF_ROW = {PRIOR_MEAN: ("prior_mean", "mask_threshold"), BASELINE: ("maskrcnn", "mask_threshold")}
+"""The operating curve a baseline row is the default point of (the others are confidence masks)."""
 
 
 @dataclass
@@ -49,15 +57,33 @@ class SweepOptions:
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     progress: bool = True
     max_pairs: int | None = None
+    mask_thresholds: Sequence[float] = MASK_THRESHOLDS
+    mirror_baselines: bool = True
+    reference_p: float = SEGMENTATION_PARAMETERS["p"].default
+    resamples: int = BOOTSTRAP_RESAMPLES
 
     def __post_init__(self) -> None:
+        from latent_maskrcnn.model.postprocess import validate_mask_threshold
+
         self.bag, self.out_dir = Path(self.bag), Path(self.out_dir)
         ps = [float(p) for p in self.ps]
         if not ps or any(not 0.0 < p <= 1.0 for p in ps):
             raise ValueError(f"every p must lie in (0, 1], got {ps}")
+        self.mask_thresholds = sorted({validate_mask_threshold(t) for t in self.mask_thresholds})
+        if self.curves:
+            if not 0.0 < float(self.reference_p) <= 1.0:
+                raise ValueError(f"the reference p must lie in (0, 1], got {self.reference_p}")
+            ps.append(float(self.reference_p))
+        if isinstance(self.resamples, bool) or not isinstance(self.resamples, int) or self.resamples < 1:
+            raise ValueError(f"resamples must be a positive integer, got {self.resamples!r}")
         self.ps = sorted(set(ps))
         if not 0.0 <= self.target_double_pick <= 1.0:
             raise ValueError(f"target double-pick rate must be a fraction in [0, 1], got {self.target_double_pick}")
+
+    @property
+    def curves(self) -> bool:
+        """Whether the baselines' curves over the mask threshold are drawn (thresholds given)."""
+        return bool(self.mask_thresholds)
 
 
 def load_baseline(checkpoint: str | Path, setup: PairSetup) -> Any:
@@ -86,11 +112,15 @@ def method_label(row: dict[str, Any]) -> str:
     return f"p = {row['p']:.2f}"
 
 
-def sweep_p(options: SweepOptions, setup: PairSetup, baseline: Any | None = None) -> dict[str, Any]:
+def sweep_p(
+    options: SweepOptions, setup: PairSetup, baseline: Any | None = None, observe: Any = None
+) -> dict[str, Any]:
     """Run the sweep; writes sweep.json, sweep.md and fig5_double_pick_vs_pickable_area.png.
 
     ``baseline``: a pipeline from :func:`load_baseline` (or any `PerceptionPipeline` of a plain
-    MaskRCNN), scored as one more method with the same circles and planner."""
+    MaskRCNN), scored as one more method with the same circles and planner. ``observe(images,
+    results)`` is called with every pair's images and the pipeline's results at the first p (the
+    demo replays those instead of running the network a second time)."""
     from latent_maskrcnn.evaluation.double_pick import double_pick_rate_on_items
     from latent_segmentation_ros.core.messages import (
         build_confidence_mask_array,
@@ -114,6 +144,12 @@ def sweep_p(options: SweepOptions, setup: PairSetup, baseline: Any | None = None
     false_positives = {key: 0 for key in accumulators}
     calls_before = pipeline.network_calls
     baseline_calls_before = 0 if baseline is None else baseline.network_calls
+    curves = None
+    if options.curves:
+        from latent_segmentation_ros.replay.sweep_curves import SweepCurves
+
+        curves = SweepCurves(options.mask_thresholds, pipeline.settings.mask_threshold, setup.planner,
+                             options.scoring.gripper(), options.mirror_baselines)
 
     def score(key: str, frame_index: int, pair, results) -> None:
         outcome = setup.outcome(results)
@@ -132,6 +168,10 @@ def sweep_p(options: SweepOptions, setup: PairSetup, baseline: Any | None = None
             accumulators[key].add(record)
             if record.evaluation is not None and record.evaluation.picks is not None:
                 false_positives[key] += int(record.evaluation.picks.false_positives)
+            if curves is not None:
+                method, value = CURVE_OF_ROW.get(key, ("confidence_mask", None))
+                curves.add_record(method, float(key) if value is None else pipeline.settings.mask_threshold,
+                                  frame_index, record)
 
     with BagReader(options.bag) as reader:
         stream = PairStream(reader, typestore, options.image_topics, options.sync)
@@ -149,15 +189,22 @@ def sweep_p(options: SweepOptions, setup: PairSetup, baseline: Any | None = None
                     truth_masks = {frame.camera: truth.lookup(frame.camera, frame.stamp_ns) for frame in pair}
                     pipeline.update_settings(mode="confidence_mask", p=options.ps[0])
                     results = pipeline.process([frame.rgb for frame in pair], setup.cameras)
+                    if observe is not None:
+                        observe([frame.rgb for frame in pair], results)
                     score(str(options.ps[0]), frame_index, pair, results)
                     for p in options.ps[1:]:
                         pipeline.set_p(p)
                         score(str(p), frame_index, pair, pipeline.refresh())
+                    images = [frame.rgb for frame in pair]
                     if options.include_prior_mean:
                         pipeline.set_mode(PRIOR_MEAN)
                         score(PRIOR_MEAN, frame_index, pair, pipeline.refresh())
+                        if curves is not None:
+                            curves.threshold_points("prior_mean", pipeline, frame_index, pair, truth_masks, images)
                     if baseline is not None:
-                        score(BASELINE, frame_index, pair, baseline.process([frame.rgb for frame in pair], setup.cameras))
+                        score(BASELINE, frame_index, pair, baseline.process(images, setup.cameras))
+                        if curves is not None:
+                            curves.threshold_points("maskrcnn", baseline, frame_index, pair, truth_masks, images)
                     progress.update()
                     heap.tick()
                     if options.max_pairs is not None and frame_index + 1 >= options.max_pairs:
@@ -205,25 +252,41 @@ def sweep_p(options: SweepOptions, setup: PairSetup, baseline: Any | None = None
         "counts": stream.counts(),
         "stopped": stream.stopped,
         "rows": rows,
-        "grasp_target": grasp_target(rows),
     }
-    plot = plot_fig5(rows, options.out_dir / "fig5_double_pick_vs_pickable_area.png")
+    curve_data, matched = ({}, None) if curves is None else curves.matched(options.reference_p, options.resamples,
+                                                                             options.scoring.seed)
+    result["grasp_target"] = grasp_target(rows, None if curves is None else curves.grasp_margin(options.resamples,
+                                                                                                options.scoring.seed))
+    if curve_data:
+        result["mask_thresholds"] = list(options.mask_thresholds)
+        result["curve_network_calls"] = curves.network_calls
+        result["operating_curves"] = {method: {"label": curve.label, "knob": curve.knob, "points": curve.points()}
+                                      for method, curve in curve_data.items()}
+        (options.out_dir / "curves.json").write_text(json.dumps(
+            {"bag": str(options.bag), "curves": [curve.to_dict() for curve in curve_data.values()]}) + "\n",
+            encoding="utf-8")
+    if matched is not None:
+        result["matched_comparison"] = matched.to_dict()
+    plot = plot_fig5(rows, options.out_dir / "fig5_double_pick_vs_pickable_area.png", result.get("operating_curves"))
     result["plot"] = str(plot)
     (options.out_dir / "sweep.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     (options.out_dir / "sweep.md").write_text(sweep_markdown(result), encoding="utf-8")
     return result
 
 
-def grasp_target(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def grasp_target(rows: list[dict[str, Any]], margin: Any = None) -> dict[str, Any]:
     """The issue's grasp target on these rows: chosen grasps that double-pick with confidence
-    masks at p = 0.9 at most half as often as with the prior mean (`targets.grasp_target`)."""
+    masks at p = 0.9 at most half as often as with the prior mean (`targets.grasp_target`),
+    decided by the interval of its ``margin`` when the curves give one."""
     from latent_maskrcnn.evaluation.targets import TARGET_P
     from latent_maskrcnn.evaluation.targets import grasp_target as check
 
     at_p = next((r for r in rows if r["p"] is not None and abs(r["p"] - TARGET_P) < 1e-9), None)
     prior = next((r for r in rows if r.get("method") == PRIOR_MEAN), None)
+    count = "" if at_p is None or prior is None else (
+        f"{at_p['grasps_scored']} and {prior['grasps_scored']} chosen grasps")
     result = check(None if at_p is None else at_p["grasp_double_pick_rate"],
-                   None if prior is None else prior["grasp_double_pick_rate"])
+                   None if prior is None else prior["grasp_double_pick_rate"], margin=margin, count=count)
     # the counts behind the shares: a small bag decides little
     result["grasps"] = {name: [row["grasp_double_picks"], row["grasps_scored"]]
                         for name, row in (("confidence_mask", at_p), ("prior_mean", prior)) if row is not None}
@@ -324,12 +387,23 @@ def sweep_markdown(result: dict[str, Any]) -> str:
               "", sweep_table(result), "", recommendation(result)]
     if result.get("grasp_target"):
         lines += ["", grasp_target_line(result)]
+    if result.get("matched_comparison"):
+        lines += ["", "## Matched comparison", ""] + matched_lines(result)
     lines += ["", f"![Fig. 5]({Path(result['plot']).name})", ""]
     return "\n".join(lines)
 
 
-def plot_fig5(rows: list[dict[str, Any]], path: Path) -> Path:
-    """Double-pick rate (x, %) against pickable area fraction (y), one point per p."""
+def matched_lines(result: dict[str, Any]) -> list[str]:
+    """The matched comparison of a sweep result as Markdown lines (none without one)."""
+    from latent_maskrcnn.evaluation.matched import comparison_markdown, comparison_from_dict
+
+    data = result.get("matched_comparison")
+    return comparison_markdown(comparison_from_dict(data)) if data else []
+
+
+def plot_fig5(rows: list[dict[str, Any]], path: Path, curves: dict[str, Any] | None = None) -> Path:
+    """Double-pick rate (x, %) against pickable area fraction (y), one point per p, and the
+    baselines' curves over the mask threshold when given (``result["operating_curves"]``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -348,6 +422,10 @@ def plot_fig5(rows: list[dict[str, Any]], path: Path) -> Path:
         if r["p"] is None and r["double_pick_rate"] is not None and r["pickable_area"] is not None:
             marker, colour = styles.get(r.get("method", PRIOR_MEAN), ("s", "tab:red"))
             axis.plot([100 * r["double_pick_rate"]], [r["pickable_area"]], marker, color=colour, label=method_label(r))
+    if curves:
+        from latent_maskrcnn.evaluation.plots import plot_threshold_curves
+
+        plot_threshold_curves(axis, curves)
     axis.set_xlabel("Double pick rate % (lower better)")
     axis.set_ylabel("Pickable area: predicted / ground-truth item pixels")
     axis.set_title("Double pick rate vs pickable area")

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "evaluate a checkpoint (and a MaskRCNN baseline) on COCO data: Table I/III, Fig. 5/8, sample grid"
+HELP = ("evaluate a checkpoint (and a MaskRCNN baseline) on COCO data: Table I/III, Fig. 5/8, sample grid, "
+        "and the baselines matched at the confidence masks' pickable area with intervals")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +31,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--p-values", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0",
                         help="comma-separated p values for Fig. 5 and Fig. 8 (default 0.1 to 1.0)")
     add_node_option(parser, "--score-threshold", "score_threshold", "detections kept above this score")
+    add_node_option(parser, "--mask-threshold", "mask_threshold", "probability at which every method's masks are binarised")
+    parser.add_argument("--mask-thresholds", default=",".join(f"{t:g}" for t in _mask_thresholds()),
+                        help="comma-separated mask thresholds of the baselines' operating curves (default %(default)s)")
+    parser.add_argument("--no-curves", action="store_true",
+                        help="skip the operating curves and the matched comparison (and the grasp planner)")
+    parser.add_argument("--no-mirror-baselines", action="store_true",
+                        help="leave MaskRCNN and the prior mean with the mirror view out of the curves")
+    parser.add_argument("--no-grasps", action="store_true",
+                        help="curves without the node's grasp planner (no chosen-grasp numbers; faster)")
+    parser.add_argument("--resamples", type=int, default=_resamples(),
+                        help="paired-bootstrap draws of the matched comparison's intervals (default %(default)s)")
     parser.add_argument("--iou-threshold", type=float, default=0.5, help="Union-NMS IoU threshold (default 0.5)")
     add_gripper_options(parser)
     parser.add_argument("--max-images", type=int, help="evaluate only the first N images (default: all)")
@@ -43,6 +55,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_device_option(parser)
     add_threads_option(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _mask_thresholds() -> tuple[float, ...]:
+    from latent_maskrcnn.evaluation.comparison_defaults import MASK_THRESHOLDS
+
+    return MASK_THRESHOLDS
+
+
+def _resamples() -> int:
+    from latent_maskrcnn.evaluation.comparison_defaults import BOOTSTRAP_RESAMPLES
+
+    return BOOTSTRAP_RESAMPLES
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     data = Path(args.data)
     try:
         p_values = tuple(float(value) for value in args.p_values.split(",") if value.strip())
+        mask_thresholds = tuple(float(value) for value in args.mask_thresholds.split(",") if value.strip())
         settings = EvaluationSettings(
             num_samples=args.samples,
             flip_samples=args.flip_samples,
@@ -83,11 +108,22 @@ def run(args: argparse.Namespace) -> int:
             probe=not args.no_probe,
             probe_iou_threshold=args.probe_iou,
             seam_fraction=args.seam_fraction,
+            mask_threshold=args.mask_threshold,
+            mask_thresholds=mask_thresholds,
+            curves=not args.no_curves,
+            mirror_baselines=not args.no_mirror_baselines,
+            resamples=args.resamples,
         )
         dataset = CocoInstanceDataset(args.annotations or data / "annotations.json", args.images or data / "images")
         model = load_model(args.checkpoint, device=device)
         baseline = None if args.baseline is None else load_model(args.baseline, device=device)
-        run_result = run_methods(model, dataset, baseline, settings, progress=not args.no_progress)
+        grasp_scorer = None
+        if settings.curves and not args.no_grasps:
+            from latent_segmentation_ros.replay.grasp_outcomes import planner_grasp_scorer
+
+            grasp_scorer = planner_grasp_scorer()
+        run_result = run_methods(model, dataset, baseline, settings, progress=not args.no_progress,
+                                 grasp_scorer=grasp_scorer)
         report = write_report(run_result, args.out, args.checkpoint, str(data), args.baseline)
     except (ValueError, CheckpointError, DatasetError) as error:  # DatasetError is a ValueError too
         print(f"evaluate: {error}", file=sys.stderr)

@@ -22,6 +22,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", default=None,
                         help="a MaskRCNN checkpoint (latent_dim = 0) scored beside the sweep with the same circles "
                              "and planner (default: none)")
+    add_curve_options(parser)
+
+
+def add_curve_options(parser: argparse.ArgumentParser, thresholds_help: str = "", reference_p: bool = True) -> None:
+    """The baselines' operating curves over the mask threshold and the matched comparison."""
+    from latent_maskrcnn.evaluation.comparison_defaults import BOOTSTRAP_RESAMPLES, MASK_THRESHOLDS
+    from latent_segmentation_ros.core.parameter_options import add_node_option
+
+    parser.add_argument("--mask-thresholds", type=float, nargs="+", default=list(MASK_THRESHOLDS),
+                        help=thresholds_help or "mask thresholds of the baselines' operating curves (MaskRCNN and the prior "
+                             "mean, with and without the mirror view; default %(default)s)")
+    parser.add_argument("--no-curves", action="store_true",
+                        help="no baseline curves and no matched comparison (saves their network passes and scoring)")
+    parser.add_argument("--no-mirror-baselines", action="store_true",
+                        help="leave MaskRCNN and the prior mean with the mirror view out of the curves")
+    if reference_p:
+        add_node_option(parser, "--reference-p", "p", "p of the confidence masks the baselines are matched with")
+    parser.add_argument("--resamples", type=int, default=BOOTSTRAP_RESAMPLES,
+                        help="paired-bootstrap draws of the matched comparison's intervals (default %(default)s)")
+
+
+def curve_settings(args: argparse.Namespace) -> dict:
+    """SweepOptions' curve fields from the options of `add_curve_options`."""
+    settings = {"mask_thresholds": [] if args.no_curves else args.mask_thresholds,
+                "mirror_baselines": not args.no_mirror_baselines, "resamples": args.resamples}
+    if hasattr(args, "reference_p"):
+        settings["reference_p"] = args.reference_p
+    return settings
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         SweepOptions,
         grasp_target_line,
         load_baseline,
+        matched_lines,
         recommendation,
         sweep_p,
         sweep_table,
@@ -54,9 +83,10 @@ def run(args: argparse.Namespace) -> int:
             bag=args.bag, out_dir=args.out, ps=args.ps or DEFAULT_PS, target_double_pick=args.target_double_pick,
             include_prior_mean=not args.no_prior_mean, image_topics=tuple(args.topics), sync=sync_policy(args),
             progress=not args.no_progress, max_pairs=args.max_pairs, scoring=scoring_config(args),
+            **curve_settings(args),
         )
         setup = build_pair_processor(
-            args.checkpoint, samples=args.samples, flip_samples=args.flip_samples,
+            args.checkpoint, samples=args.samples, flip_samples=args.flip_samples, mask_threshold=args.mask_threshold,
             score_threshold=args.score_threshold, device=args.device,
             cameras=[camera_of_topic(topic) for topic in args.topics],
         )
@@ -69,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
     print(recommendation(result))
     if grasp_target_line(result):
         print(grasp_target_line(result))
+    if result.get("matched_comparison"):
+        print("\n".join(["", "matched comparison:", *matched_lines(result)]))
     print(f"plot: {result['plot']}")
     if result.get("stopped"):
         print(f"sweep-p: stopped early at frame {result['stopped']['frame']}: {result['stopped']['error']}", file=sys.stderr)

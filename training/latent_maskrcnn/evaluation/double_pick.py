@@ -79,18 +79,41 @@ def _circle_hits(
     """(``single`` bool ``[circles]``: the circle lies inside exactly one predicted mask,
     ``touched`` bool ``[G, circles]``: ground-truth mask g has a pixel in the circle). The one
     definition behind `simulate_picks` and `classify_picks`."""
-    predicted_masks = predicted_masks.detach().to("cpu")
-    ground_truth_masks = ground_truth_masks.detach().to("cpu")
+    predicted_masks = predicted_masks.detach().to("cpu").to(torch.bool)
+    ground_truth_masks = ground_truth_masks.detach().to("cpu").to(torch.bool)
     height, width = predicted_masks.shape[-2:]
+    radius = simulation.radius
     centres = circle_centres(height, width, simulation, image_id)
-    offsets = disk_offsets(simulation.radius)
-    pixels = (centres[:, None, 0] + offsets[None, :, 0]) * width + (centres[:, None, 1] + offsets[None, :, 1])
-    pixels = pixels.flatten()                                               # circles * d
-    shape = (simulation.circles, offsets.shape[0])
-    inside = predicted_masks.flatten(1)[:, pixels].view(-1, *shape).all(dim=2)    # [N, circles]
+    offsets = disk_offsets(radius)
+    pixels = (centres[:, None, 0] + offsets[None, :, 0]) * width + (centres[:, None, 1] + offsets[None, :, 1])  # [circles, d]
+    # A disk lies inside a mask only if its centre lies in the mask's box shrunk by the radius
+    # (the disk holds its four extreme pixels), and touches it only if its centre lies in the box
+    # grown by the radius: only those circles are looked at, mask by mask.
+    inside = _circle_test(predicted_masks, centres, pixels, -radius, all_pixels=True)    # [N, circles]
     single = inside.sum(dim=0) == 1
-    touched = ground_truth_masks.flatten(1)[:, pixels].view(-1, *shape).any(dim=2)  # [G, circles]
+    touched = _circle_test(ground_truth_masks, centres, pixels, radius, all_pixels=False)  # [G, circles]
     return single, touched
+
+
+def _circle_test(masks: torch.Tensor, centres: torch.Tensor, pixels: torch.Tensor, grow: int,
+                 all_pixels: bool) -> torch.Tensor:
+    """bool ``[M, circles]``: every (``all_pixels``) or any disk pixel ``pixels [circles, d]``
+    lies in mask m, checked only for the circles whose centre lies in m's box grown by ``grow``."""
+    result = torch.zeros((masks.shape[0], centres.shape[0]), dtype=torch.bool)
+    flat = masks.flatten(1)
+    rows, cols = masks.any(dim=2), masks.any(dim=1)
+    for index in range(masks.shape[0]):
+        ys, xs = torch.nonzero(rows[index]).flatten(), torch.nonzero(cols[index]).flatten()
+        if ys.numel() == 0:
+            continue
+        near = ((centres[:, 0] >= ys[0] - grow) & (centres[:, 0] <= ys[-1] + grow)
+                & (centres[:, 1] >= xs[0] - grow) & (centres[:, 1] <= xs[-1] + grow))
+        chosen = torch.nonzero(near).flatten()
+        if chosen.numel() == 0:
+            continue
+        hits = flat[index][pixels[chosen]]
+        result[index, chosen] = hits.all(dim=1) if all_pixels else hits.any(dim=1)
+    return result
 
 
 def simulate_picks(

@@ -37,10 +37,13 @@ def plot_double_pick(report: dict, path: str | Path) -> None:
         for row, x, y in zip(curve, xs, ys):
             axes.annotate(f"{row['p']:.1f}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     markers = {"maskrcnn": ("s", "tab:blue", "MaskRCNN"), "latent_prior_mean": ("^", "tab:green", "Latent Prior Mean")}
+    curves = report.get("operating_curves") or {}
     for key, (marker, colour, label) in markers.items():
         point = report["reference_points"].get(key)
         if point and _finite(point["double_pick_rate"]) and _finite(point["pickable_area"]):
+            label = f"{label} (mask threshold {report['settings'].get('mask_threshold', 0.5):g})" if curves else label
             axes.plot([100.0 * point["double_pick_rate"]], [point["pickable_area"]], marker, color=colour, markersize=9, label=label)
+    plot_threshold_curves(axes, curves)
     if not axes.lines:
         axes.text(0.5, 0.5, "no gripper circle fell inside exactly one predicted mask",
                   ha="center", va="center", transform=axes.transAxes, fontsize=9)
@@ -49,9 +52,37 @@ def plot_double_pick(report: dict, path: str | Path) -> None:
     axes.set_title("Double Pick Rate VS Pickable Area")
     axes.grid(alpha=0.3)
     if axes.get_legend_handles_labels()[0]:
-        axes.legend(loc="best")
+        axes.legend(loc="best", fontsize=7 if curves else None)
     figure.tight_layout()
     figure.savefig(path)
+
+
+THRESHOLD_CURVE_STYLES = {
+    "maskrcnn": ("s", "-", "tab:blue"),
+    "maskrcnn_mirror": ("s", "--", "tab:cyan"),
+    "prior_mean": ("^", "-", "tab:green"),
+    "prior_mean_mirror": ("^", "--", "tab:olive"),
+}
+
+
+def plot_threshold_curves(axes, curves: dict) -> None:
+    """The baselines' operating curves over the mask threshold (``report["operating_curves"]``),
+    each point labelled with its threshold at the ends and every other point."""
+    for method, (marker, line, colour) in THRESHOLD_CURVE_STYLES.items():
+        curve = curves.get(method)
+        if not curve:
+            continue
+        points = [p for p in curve["points"] if _finite(p.get("double_pick_rate")) and _finite(p.get("pickable_area"))]
+        if not points:
+            continue
+        xs = [100.0 * p["double_pick_rate"] for p in points]
+        ys = [p["pickable_area"] for p in points]
+        axes.plot(xs, ys, marker + line, color=colour, markersize=4, linewidth=1.2,
+                  label=f"{curve['label']} over the mask threshold")
+        for index, (point, x, y) in enumerate(zip(points, xs, ys)):
+            if index % 2 == 0 or index == len(points) - 1:
+                axes.annotate(f"{point[curve['knob']]:g}", (x, y), textcoords="offset points", xytext=(-14, -9),
+                              fontsize=6, color=colour)
 
 
 def plot_score_quality(report: dict, metrics: dict, path: str | Path) -> None:

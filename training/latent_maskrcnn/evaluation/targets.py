@@ -5,11 +5,19 @@ while keeping Table I's orderings. Each check reads measured numbers (an evaluat
 the rows of a p sweep on a bag), compares them with the target as stated here, and returns one
 line: the numbers, the target, and ``met`` / ``not met``, or why it could not be decided
 (``no baseline``, ``not measured``). A threshold is never adjusted to the measurement.
+
+The targets that compare methods' double picks ((a), (b2), the grasp target) are decided on a
+*margin* (measured minus the limit, negative on the target's side) with its paired-bootstrap
+interval when the measurement has per-image counts (`matched.linear_margin`): met only where the
+interval lies below zero, not met where it lies above, and otherwise no difference measured, with
+the number of scenes or grasps. Without an interval the point estimates decide, as stated.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
+
+from latent_maskrcnn.evaluation.bootstrap import BootstrapEstimate
 
 TARGET_P = 0.9
 """The p of the confidence masks the targets speak of."""
@@ -25,6 +33,7 @@ MAX_GRASP_DOUBLE_PICK_RATIO_TO_PRIOR_MEAN = 0.5
 """Grasps: share of chosen grasps that double-pick at p = TARGET_P, at most this times the prior mean's."""
 
 MET, NOT_MET, NO_BASELINE, NOT_MEASURED = "met", "not met", "no baseline", "not measured"
+UNDECIDED = "no difference measured"
 
 _TOLERANCE = 1e-9
 
@@ -55,27 +64,69 @@ def _verdict(ok: bool) -> str:
     return MET if ok else NOT_MET
 
 
+def decide(point_ok: bool, margins: Sequence[BootstrapEstimate] | None = None, count: str = "") -> str:
+    """`MET` / `NOT_MET` from the point estimates, or, with ``margins`` (each negative on the
+    target's side), met only when every interval lies below zero, not met when one lies above
+    zero, else `UNDECIDED` with ``count`` (the scenes or grasps behind it)."""
+    if not margins:
+        return _verdict(point_ok)
+    if any(m.low is None or m.high is None for m in margins):
+        return f"{UNDECIDED} (no interval{', ' + count if count else ''})"
+    if all(m.high < 0.0 for m in margins):
+        return MET
+    if any(m.low > 0.0 for m in margins):
+        return NOT_MET
+    return f"{UNDECIDED} ({count})" if count else UNDECIDED
+
+
+def _interval_text(margins: Sequence[BootstrapEstimate] | None, names: Sequence[str] = ("margin",),
+                   scales: Sequence[tuple[float, str]] = ((100.0, " points"),)) -> str:
+    """``; 95 % interval of <name>: low to high`` for each margin (percentage points or plain)."""
+    if not margins:
+        return ""
+    parts = []
+    for margin, name, (scale, unit) in zip(margins, names, scales):
+        span = "none" if margin.low is None else f"{scale * margin.low:+.2f} to {scale * margin.high:+.2f}{unit}"
+        parts.append(f"{name} {span}")
+    return f"; {100 * margins[0].confidence:.0f} % interval of " + ", of ".join(parts)
+
+
 def _curve_point(curve: Sequence[dict], p: float) -> dict | None:
     return next((row for row in curve if abs(float(row["p"]) - p) < _TOLERANCE), None)
 
 
-def grasp_target(confidence_rate: float | None, prior_mean_rate: float | None, p: float = TARGET_P) -> dict[str, Any]:
-    """Share of chosen grasps that double-pick: confidence masks at ``p`` against the prior mean."""
+def grasp_target(
+    confidence_rate: float | None,
+    prior_mean_rate: float | None,
+    p: float = TARGET_P,
+    margin: BootstrapEstimate | None = None,
+    count: str = "",
+) -> dict[str, Any]:
+    """Share of chosen grasps that double-pick: confidence masks at ``p`` against the prior mean;
+    ``margin``: share(confidence masks) - limit x share(prior mean) with its interval."""
     confidence_rate, prior_mean_rate = _number(confidence_rate), _number(prior_mean_rate)
     limit = MAX_GRASP_DOUBLE_PICK_RATIO_TO_PRIOR_MEAN
     target = f"grasp double-pick share at p = {TARGET_P:g} <= {limit:g} x the prior mean's"
     values = {"confidence_mask": confidence_rate, "prior_mean": prior_mean_rate,
               "ratio": _ratio(confidence_rate, prior_mean_rate)}
     measured = f"p = {p:g}: {_pct(confidence_rate)}, prior mean: {_pct(prior_mean_rate)}"
+    margins = [margin] if margin is not None else None
+    measured += _interval_text(margins, (f"share - {limit:g} x the prior mean's",))
     if abs(p - TARGET_P) > _TOLERANCE or confidence_rate is None or prior_mean_rate is None:
         return _line("grasps", target, measured, NOT_MEASURED, values)
-    return _line("grasps", target, measured, _verdict(confidence_rate <= limit * prior_mean_rate + _TOLERANCE), values)
+    status = decide(confidence_rate <= limit * prior_mean_rate + _TOLERANCE, margins, count)
+    return _line("grasps", target, measured, status, values)
 
 
-def double_pick_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+def double_pick_targets(
+    report: dict[str, Any], margins: Mapping[str, Sequence[BootstrapEstimate]] | None = None, count: str = ""
+) -> list[dict[str, Any]]:
     """Targets (a)-(d) from an evaluation report (`runner.write_report`'s dict: ``confidence_mask_curve``,
     ``reference_points``, ``table_1``, ``table_3``, ``pair_probe``, ``settings``). Without a
-    MaskRCNN baseline in it, the checks that need one say ``no baseline``."""
+    MaskRCNN baseline in it, the checks that need one say ``no baseline``. ``margins["a"]`` (D / N
+    and area margins) and ``margins["b2"]`` decide those targets by their intervals (`decide`),
+    ``count`` names the scenes behind them."""
+    margins = margins or {}
     curve = report.get("confidence_mask_curve") or []
     points = report.get("reference_points") or {}
     baseline = points.get("maskrcnn")
@@ -100,8 +151,10 @@ def double_pick_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     elif None in (cm_rate, cm_area, base_rate, base_area):
         status = NOT_MEASURED
     else:
-        status = _verdict(cm_rate <= MAX_DOUBLE_PICK_RATIO_TO_BASELINE * base_rate + _TOLERANCE
-                          and cm_area + _TOLERANCE >= MIN_PICKABLE_AREA_RATIO_TO_BASELINE * base_area)
+        measured += _interval_text(margins.get("a"), ("D / N - 0.5 x MaskRCNN's", "0.6 x MaskRCNN's area - area"),
+                                   ((100.0, " points"), (1.0, "")))
+        status = decide(cm_rate <= MAX_DOUBLE_PICK_RATIO_TO_BASELINE * base_rate + _TOLERANCE
+                        and cm_area + _TOLERANCE >= MIN_PICKABLE_AREA_RATIO_TO_BASELINE * base_area, margins.get("a"), count)
     lines.append(_line("a", target, measured, status, values))
 
     # (b1) the knob: the double-pick rate does not rise over p in MONOTONE_P_RANGE
@@ -121,8 +174,9 @@ def double_pick_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     prior_rate = None if prior is None else _number(prior.get("double_pick_rate"))
     target = f"double-pick rate at p = {TARGET_P:g} below the prior mean's"
     values = {"double_pick_rate": cm_rate, "prior_mean_double_pick_rate": prior_rate}
-    status = NOT_MEASURED if cm_rate is None or prior_rate is None else _verdict(cm_rate < prior_rate)
-    lines.append(_line("b2", target, f"{_pct(cm_rate)} vs prior mean {_pct(prior_rate)}", status, values))
+    status = NOT_MEASURED if cm_rate is None or prior_rate is None else decide(cm_rate < prior_rate, margins.get("b2"), count)
+    measured = f"{_pct(cm_rate)} vs prior mean {_pct(prior_rate)}" + _interval_text(margins.get("b2"), ("the difference",))
+    lines.append(_line("b2", target, measured, status, values))
 
     lines.append(_seam_line(report))
     lines += _table_lines(report)
