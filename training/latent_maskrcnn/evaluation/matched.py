@@ -287,11 +287,19 @@ def comparison_cells(comparison: MatchedComparison) -> list[tuple[str, ...]]:
     return cells
 
 
+AXIS_WORDS = {
+    "pickable_area": "its pickable area fraction (predicted mask area over ground-truth area: over 1 where masks "
+                     "cover floor or overlap)",
+    "picks": "its N (circles inside exactly one mask)",
+}
+
+
 def comparison_intro(comparison: MatchedComparison) -> str:
     reference = comparison.labels.get(comparison.reference, comparison.reference)
+    axes = list(dict.fromkeys(row.axis for row in comparison.rows)) or ["pickable_area"]
+    where = " and at ".join(AXIS_WORDS.get(axis, METRICS[axis].label) for axis in axes)
     return (f"Reference: {reference} at {comparison.reference_knob} = {comparison.reference_value:g}; "
-            f"each baseline read along its curve at the reference's pickable area fraction (predicted mask area "
-            f"over ground-truth area: over 1 where masks cover floor or overlap) and at its N; difference = "
+            f"each baseline read along its curve at the reference's {where.removeprefix('its ')}; difference = "
             f"reference - baseline with its paired-bootstrap {100 * comparison.confidence:.0f} % interval over "
             f"{comparison.images} scenes ({comparison.resamples} draws, seed {comparison.seed}).")
 
