@@ -414,10 +414,10 @@ def plot_fig5(rows: list[dict[str, Any]], path: Path, curves: dict[str, Any] | N
     if sweep:
         x = np.array([100 * r["double_pick_rate"] for r in sweep])
         y = np.array([r["pickable_area"] for r in sweep])
-        axis.plot(x, y, "o-", color="tab:blue", label="p-confidence mask")
+        axis.plot(x, y, "o-", color="tab:orange", label="p-confidence mask")
         for r, xi, yi in zip(sweep, x, y):
             axis.annotate(f"{r['p']:.1f}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    styles = {PRIOR_MEAN: ("s", "tab:red"), BASELINE: ("D", "tab:green")}
+    styles = {PRIOR_MEAN: ("^", "tab:green"), BASELINE: ("s", "tab:blue")}  # as the curves of each
     for r in rows:
         if r["p"] is None and r["double_pick_rate"] is not None and r["pickable_area"] is not None:
             marker, colour = styles.get(r.get("method", PRIOR_MEAN), ("s", "tab:red"))
