@@ -164,6 +164,35 @@ def test_film_scale_learns_from_the_decoder_losses_from_zero():
         assert linear.weight.grad is not None and linear.weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("pooling", ["mean", "attention"])
+def test_code_at_the_box_head_trains_encoder_and_film_from_the_box_losses(pooling):
+    """``latent_injection = "roi"``: the box classifier's loss alone reaches the FiLM weights
+    (the scale starts at zero) and, through the code, the encoder."""
+    torch.manual_seed(3)
+    model = LatentMaskRCNN(tiny_config(latent_injection="roi", encoder_pooling=pooling)).train()
+    head = model.roi_heads.box_head
+    assert torch.count_nonzero(head.code_scale.weight) == 0
+    images = make_images()
+    losses = model(images, make_targets(images))
+    losses["loss_classifier"].backward()
+    assert head.code_scale.weight.grad.abs().sum() > 0 and head.code_bias.weight.grad.abs().sum() > 0
+    assert model.encoder.head.weight.grad.abs().sum() > 0
+    assert model.rpn.head.conv[0][0].weight.grad is None  # the RPN does not see the code
+
+
+def test_attention_pooling_weights_the_instances_and_ignores_padding():
+    torch.manual_seed(4)
+    encoder = LatentMaskRCNN(tiny_config(encoder_pooling="attention")).encoder
+    nodes = torch.randn(2, 3, encoder.empty_set.shape[0])
+    padding = torch.tensor([[False, False, True], [False, True, True]])
+    pooled = encoder._pool(nodes, padding)
+    torch.testing.assert_close(pooled[1], nodes[1, 0])
+    changed = nodes.clone()
+    changed[0, 2] += 100.0  # a padded node changes nothing
+    torch.testing.assert_close(encoder._pool(changed, padding), pooled)
+    assert not torch.allclose(pooled[0], nodes[0, :2].mean(dim=0))
+
+
 def test_decoder_losses_reach_the_encoder_through_the_code():
     """Without the KL term the encoder still learns: the code drives the decoder."""
     torch.manual_seed(2)

@@ -99,16 +99,19 @@ def assert_predictions_equal(fast, reference, atol, mask_pixels_differing=0.0):
                 assert (a["masks"] != b["masks"]).float().mean() <= mask_pixels_differing
 
 
-@pytest.mark.parametrize("injection", ["bias", "film"])
+@pytest.mark.parametrize("injection", ["bias", "film", "roi"])
 def test_batched_sampler_equals_per_code_loop_with_materialised_maps(injection):
-    """In float64 so that float rounding cannot reorder near-tied proposals. The FiLM scale
-    starts at zero; here it gets random weights, so that it matters."""
+    """In float64 so that float rounding cannot reorder near-tied proposals. The FiLM scales
+    start at zero; here they get random weights, so that they matter."""
     torch.manual_seed(5)
     model = LatentMaskRCNN(tiny_config(num_classes=3, latent_injection=injection)).double().eval()
-    if injection == "film":
-        with torch.no_grad():
+    with torch.no_grad():
+        if injection == "film":
             for linear in model.injection.code_scale_proj.values():
                 linear.weight.normal_(0.0, 0.3)
+        if injection == "roi":
+            model.roi_heads.box_head.code_scale.weight.normal_(0.0, 0.3)
+            model.roi_heads.box_head.code_bias.weight.normal_(0.0, 0.3)
     images = make_images(torch.float64)
     image_list, _, features = model.preprocess(images)
     with torch.no_grad():
@@ -245,3 +248,26 @@ def test_mask_predictor_as_one_matrix_product_equals_torchvision(model):
         expected = maskrcnn_inference(predictor(features), [labels])[0]
         nhwc = features.permute(0, 2, 3, 1).contiguous()
         torch.testing.assert_close(mask_probs_for_labels(predictor, nhwc, labels), expected)
+
+
+def test_code_at_the_box_head_leaves_proposals_alone_and_changes_the_detections():
+    """``latent_injection = "roi"``: the RPN sees the plain maps (one proposal set per image,
+    whatever the code); the code changes the box head's answers."""
+    torch.manual_seed(6)
+    model = LatentMaskRCNN(tiny_config(latent_injection="roi")).eval()
+    assert model.injection is None
+    with torch.no_grad():
+        model.roi_heads.box_head.code_scale.weight.normal_(0.0, 0.5)
+    images = make_images()
+    codes = torch.randn(len(images), 3, model.latent_dim)
+    decoded = model.decode(images, codes)
+    assert model.last_proposal_counts[0] == model.last_proposal_counts[1] == model.last_proposal_counts[2]
+    for per_image in decoded:
+        assert not torch.equal(per_image[0]["scores"], per_image[1]["scores"])
+    assert_predictions_equal(decoded, model.decode_reference(images, codes), atol=1e-4, mask_pixels_differing=1e-3)
+
+
+def test_decode_refuses_codes_of_the_wrong_shape(model):
+    images = make_images()
+    with pytest.raises(ValueError, match="codes must be"):
+        model.decode(images, torch.zeros(len(images), 2, model.latent_dim + 1))

@@ -193,7 +193,8 @@ class CodeRois:
         batch = len(image_sizes)
         per_image = [torch.cat(boxes[i * codes:(i + 1) * codes]) for i in range(batch)]
         if pooler.scales is None or pooler.map_levels is None:
-            pooler(shared, [b[:0] for b in per_image], image_sizes)  # torchvision sets its scales up
+            # torchvision sets its scales up on the first call (its own forward, also for subclasses)
+            MultiScaleRoIAlign.forward(pooler, shared, [b[:0] for b in per_image], image_sizes)
         first = shared[pooler.featmap_names[0]]
         device, dtype = first.device, first.dtype
         counts = torch.tensor([len(b) for b in boxes], device=device)
@@ -320,6 +321,28 @@ def detect_for_codes(
         class_logits, box_regression = torch.cat(class_logits), torch.cat(box_regression)
     with stage("box_postprocess"):
         boxes, scores, labels = roi_heads.postprocess_detections(class_logits, box_regression, proposals, virtual_sizes)
+    mask_probs = _mask_probs_for_codes(roi_heads, shared, level_biases, boxes, labels, image_sizes, codes, stage,
+                                       tables, level_scales)
+    return [
+        {"boxes": b, "scores": s, "labels": l, "masks": m}
+        for b, s, l, m in zip(boxes, scores, labels, mask_probs)
+    ]
+
+
+def _mask_probs_for_codes(
+    roi_heads: RoIHeads,
+    shared: "OrderedDict[str, Tensor]",
+    level_biases: "OrderedDict[str, Tensor]",
+    boxes: list[Tensor],
+    labels: list[Tensor],
+    image_sizes: list[tuple[int, int]],
+    codes: int,
+    stage: StageTimer = untimed,
+    tables: dict[str, Tensor] | None = None,
+    level_scales: "OrderedDict[str, Tensor] | None" = None,
+) -> tuple[Tensor, ...]:
+    """The mask head on the detections of every (image, code): per detection list ``[n, 1, M, M]``
+    probabilities at its label."""
     with stage("mask_head"):
         mask_rois = CodeRois(roi_heads.mask_roi_pool, shared, level_biases, boxes, image_sizes, codes, tables,
                              level_scales)
@@ -335,7 +358,48 @@ def detect_for_codes(
             probs.append(mask_probs_for_labels(roi_heads.mask_predictor, hidden, all_labels[start:stop]))
         size = roi_heads.mask_roi_pool.output_size[0] * 2
         probs = torch.cat(probs) if probs else shared["0"].new_zeros((0, 1, size, size))
-        mask_probs = probs.split([len(b) for b in boxes])
+        return probs.split([len(b) for b in boxes])
+
+
+def detect_for_roi_codes(
+    roi_heads: RoIHeads,
+    features: "OrderedDict[str, Tensor]",
+    codes: Tensor,
+    proposals: list[Tensor],
+    image_sizes: list[tuple[int, int]],
+    stage: StageTimer = untimed,
+) -> list[dict[str, Tensor]]:
+    """Box and mask heads for ``codes [B, K, D]`` entering at the box head
+    (`roi_conditioning.py`): the proposals (one list per image, shared by its codes), their
+    pooling and ``fc6`` run once; only the code's FiLM, ``fc7``, the predictor and the masks of
+    each code's detections run per code. ``B*K`` detection dicts, image-major."""
+    if roi_heads.training:
+        raise ValueError("batched decoding is inference only (call model.eval())")
+    batch, count = codes.shape[:2]
+    box_head = roi_heads.box_head
+    channels = features["0"].shape[1]
+    no_bias = OrderedDict((name, codes.new_zeros((batch, 1, channels))) for name in features)
+    tables: dict[str, Tensor] = {}
+    with stage("box_head"):
+        box_rois = CodeRois(roi_heads.box_roi_pool, features, no_bias, proposals, image_sizes, 1, tables)
+        pooled = box_rois.pool().permute(0, 3, 1, 2)
+        hidden = box_head.hidden(pooled).split([len(p) for p in proposals])
+        class_logits, box_regression = [], []
+        for index in range(batch):
+            rois = hidden[index].shape[0]
+            repeated = hidden[index].repeat(count, 1)
+            per_roi_codes = codes[index].to(repeated.dtype).repeat_interleave(rois, dim=0)
+            scores, deltas = roi_heads.box_predictor(box_head.condition(repeated, per_roi_codes))
+            class_logits.append(scores)
+            box_regression.append(deltas)
+        class_logits, box_regression = torch.cat(class_logits), torch.cat(box_regression)
+    virtual_proposals = [p for p in proposals for _ in range(count)]
+    virtual_sizes = [s for s in image_sizes for _ in range(count)]
+    with stage("box_postprocess"):
+        boxes, scores, labels = roi_heads.postprocess_detections(class_logits, box_regression, virtual_proposals,
+                                                                 virtual_sizes)
+    no_bias = OrderedDict((name, codes.new_zeros((batch, count, channels))) for name in features)
+    mask_probs = _mask_probs_for_codes(roi_heads, features, no_bias, boxes, labels, image_sizes, count, stage, tables)
     return [
         {"boxes": b, "scores": s, "labels": l, "masks": m}
         for b, s, l, m in zip(boxes, scores, labels, mask_probs)

@@ -7,7 +7,8 @@ from typing import Any
 
 BACKBONES = ("resnet50_fpn", "resnet18_fpn", "mobilenet_v3_fpn")
 BACKBONE_NORMS = ("frozen_batch_norm", "batch_norm", "group_norm")
-LATENT_INJECTIONS = ("bias", "film")
+LATENT_INJECTIONS = ("bias", "film", "roi")
+ENCODER_POOLINGS = ("mean", "attention")
 
 
 @dataclass
@@ -52,8 +53,9 @@ class ModelConfig:
     box_fg_iou_thresh: float = 0.5
     box_bg_iou_thresh: float = 0.5
     box_head_dim: int = 1024
-    # How the code enters the FPN maps: "bias" (the paper's concat + 1x1 conv: a channel bias)
-    # or "film" (a channel scale as well, starting at 1).
+    # Where the code enters: the FPN maps, as "bias" (the paper's concat + 1x1 conv: a channel
+    # bias) or "film" (a channel scale as well, starting at 1); or "roi": each region's box-head
+    # features, after fc6 (FiLM; the RPN and the mask head see the plain maps).
     latent_injection: str = "bias"
     mask_head_channels: int = 256
     # Prior p(z|x) and encoder q(z|x,y).
@@ -64,6 +66,8 @@ class ModelConfig:
     encoder_hidden: int = 256
     encoder_graph_layers: int = 3
     encoder_heads: int = 4
+    # How the encoder pools its instance vectors: "mean" (the paper's) or "attention".
+    encoder_pooling: str = "mean"
 
     def __post_init__(self) -> None:
         if self.class_names is None:
@@ -89,6 +93,8 @@ class ModelConfig:
             problems.append(f"class_names[0] must be '__background__', got {self.class_names[0]!r}")
         if self.latent_injection not in LATENT_INJECTIONS:
             problems.append(f"latent_injection {self.latent_injection!r} is not one of {list(LATENT_INJECTIONS)}")
+        if self.encoder_pooling not in ENCODER_POOLINGS:
+            problems.append(f"encoder_pooling {self.encoder_pooling!r} is not one of {list(ENCODER_POOLINGS)}")
         if self.latent_dim < 0:
             problems.append(f"latent_dim must be >= 0 (0 = plain MaskRCNN), got {self.latent_dim}")
         if not 0 < self.min_size <= self.max_size:

@@ -3,8 +3,13 @@
 Per instance: RoI-aligned FPN features, the instance mask in its box and two coordinate
 channels go through a small CNN to one vector (plus box geometry and class embeddings); a few
 self-attention layers pass messages over the fully connected graph of the image's instances;
-the node vectors are mean-pooled and a linear layer gives mean and log-variance. An image
-without instances uses a learned empty-set embedding instead of the pooled vector.
+the node vectors are pooled and a linear layer gives mean and log-variance. An image without
+instances uses a learned empty-set embedding instead of the pooled vector.
+
+Pooling (``ModelConfig.encoder_pooling``): ``mean`` over the instances (the paper's), or
+``attention``, a learned softmax weighting: with a mean, the one instance whose labelling is
+ambiguous (a seamless pair among ten items) is a tenth of the pooled vector; attention can put
+its weight there.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import torch
 from torch import nn, Tensor
 from torchvision.ops import MultiScaleRoIAlign, roi_align
 
+from .config import ENCODER_POOLINGS
 from .distributions import DiagonalGaussian
 
 
@@ -37,8 +43,13 @@ class PosteriorEncoder(nn.Module):
         hidden: int = 256,
         graph_layers: int = 3,
         heads: int = 4,
+        pooling: str = "mean",
     ) -> None:
         super().__init__()
+        if pooling not in ENCODER_POOLINGS:
+            raise ValueError(f"encoder pooling must be one of {list(ENCODER_POOLINGS)}, got {pooling!r}")
+        self.pooling = pooling
+        self.attention_score = nn.Linear(hidden, 1) if pooling == "attention" else None
         self.roi_size = roi_size
         self.roi_pool = MultiScaleRoIAlign(featmap_names, roi_size, sampling_ratio=2)
         self.cnn = nn.Sequential(
@@ -114,7 +125,15 @@ class PosteriorEncoder(nn.Module):
             for layer in self.graph:
                 nodes = layer(nodes, src_key_padding_mask=padding)
             count = torch.tensor(counts, dtype=dtype, device=device)
-            weights = (~padding).to(dtype)
-            mean = (nodes * weights[:, :, None]).sum(dim=1) / weights.sum(dim=1, keepdim=True)
-            pooled = torch.where((count > 0)[:, None], mean, pooled)
+            pooled = torch.where((count > 0)[:, None], self._pool(nodes, padding), pooled)
         return DiagonalGaussian.from_head(self.head(pooled))
+
+    def _pool(self, nodes: Tensor, padding: Tensor) -> Tensor:
+        """``[B, N, H]`` node vectors -> ``[B, H]``, padding excluded."""
+        if self.attention_score is None:
+            weights = (~padding).to(nodes.dtype)
+            weights = weights / weights.sum(dim=1, keepdim=True)
+        else:
+            scores = self.attention_score(nodes)[..., 0].masked_fill(padding, float("-inf"))
+            weights = scores.softmax(dim=1)
+        return (nodes * weights[:, :, None]).sum(dim=1)

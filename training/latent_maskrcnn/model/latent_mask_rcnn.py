@@ -22,13 +22,14 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import MultiScaleRoIAlign
 
 from .backbone import FEATURE_NAMES, build_backbone
-from .batched_decoding import StageTimer, detect_for_codes, proposals_for_codes, untimed
+from .batched_decoding import StageTimer, detect_for_codes, detect_for_roi_codes, proposals_for_codes, untimed
 from .config import ModelConfig
 from .distributions import DiagonalGaussian, kl_divergence
 from .encoder import PosteriorEncoder
 from .injection import LatentInjection
 from .postprocess import MASK_THRESHOLD, mirror_prediction, to_prediction, validate_mask_threshold
 from .prior import LatentPrior
+from .roi_conditioning import CODE_KEY, CodeConditionedBoxHead, RoIPoolWithCode
 
 LEVEL_NAMES = FEATURE_NAMES + ["pool"]
 SAMPLE_MODES = ("sample", "prior_mean")
@@ -142,13 +143,43 @@ class LatentMaskRCNN(nn.Module):
                 hidden=config.encoder_hidden,
                 graph_layers=config.encoder_graph_layers,
                 heads=config.encoder_heads,
+                pooling=config.encoder_pooling,
             )
-            self.injection = LatentInjection(channels, config.latent_dim, LEVEL_NAMES,
-                                             scale=config.latent_injection == "film")
+            if self.injects_at_roi_heads:
+                self.roi_heads.box_roi_pool = RoIPoolWithCode(FEATURE_NAMES, 7, sampling_ratio=2)
+                self.roi_heads.box_head = CodeConditionedBoxHead(channels * 7 * 7, config.box_head_dim,
+                                                                 config.latent_dim)
+            else:
+                self.injection = LatentInjection(channels, config.latent_dim, LEVEL_NAMES,
+                                                 scale=config.latent_injection == "film")
 
     @property
     def latent_dim(self) -> int:
         return self.config.latent_dim
+
+    @property
+    def injects_at_roi_heads(self) -> bool:
+        """The code reaches the box head per region (`roi_conditioning.py`), not the FPN maps."""
+        return self.latent_dim > 0 and self.config.latent_injection == "roi"
+
+    def _detect(
+        self,
+        image_list: ImageList,
+        features: "OrderedDict[str, Tensor]",
+        codes: Tensor | None,
+        targets: list[dict[str, Tensor]] | None = None,
+    ) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
+        """RPN and RoI heads by their definition, for one code per image (``codes [B, D]``, or
+        None for plain MaskRCNN): the training path and the reference decoder."""
+        roi_features = features
+        if codes is not None and self.injects_at_roi_heads:
+            roi_features = OrderedDict(features)
+            roi_features[CODE_KEY] = codes
+        elif codes is not None:
+            features = roi_features = self.injection(features, codes)
+        proposals, rpn_losses = self.rpn(image_list, features, targets)
+        detections, detector_losses = self.roi_heads(roi_features, proposals, image_list.image_sizes, targets)
+        return detections, {**rpn_losses, **detector_losses}
 
     def with_film_injection(self) -> "LatentMaskRCNN":
         """A copy with the FiLM injection (`ModelConfig.latent_injection`), computing the same
@@ -215,13 +246,11 @@ class LatentMaskRCNN(nn.Module):
                 use_prior_mean = torch.rand(codes.shape[0], device=codes.device) < 0.5
                 codes = torch.where(use_prior_mean[:, None], prior.mean, codes)
             losses["loss_kl"] = kl_divergence(posterior, prior).mean()
-            features = self.injection(features, codes)
         else:
+            codes = None
             losses["loss_kl"] = image_list.tensors.new_zeros(())
-        proposals, rpn_losses = self.rpn(image_list, features, targets)
-        _, detector_losses = self.roi_heads(features, proposals, image_list.image_sizes, targets)
-        losses.update(rpn_losses)
-        losses.update(detector_losses)
+        _, detection_losses = self._detect(image_list, features, codes, targets)
+        losses.update(detection_losses)
         return losses
 
     # ------------------------------------------------------------------ inference
@@ -319,6 +348,11 @@ class LatentMaskRCNN(nn.Module):
         stage: StageTimer = untimed,
     ) -> list[dict[str, Tensor]]:
         """``codes [B, K, D]`` -> ``B*K`` detections (image-major), FPN work shared."""
+        if self.injects_at_roi_heads:
+            with stage("rpn"):
+                proposals, _ = self.rpn(image_list, features)
+            self.last_proposal_counts = [len(p) for p in proposals for _ in range(codes.shape[1])]
+            return detect_for_roi_codes(self.roi_heads, features, codes, proposals, image_list.image_sizes, stage)
         with stage("rpn"):
             shared = self.injection.shared(features)
             biases = self.injection.code_bias(codes)
@@ -348,24 +382,43 @@ class LatentMaskRCNN(nn.Module):
         finally:
             self.train(was_training)
 
+    def decode(self, images: list[Tensor], codes: Tensor) -> list[list[dict[str, Tensor]]]:
+        """Predictions for given codes ``[B, K, D]`` (e.g. the encoder's, or a fixed code), with
+        the batched decoder of `sample`: K predictions per image."""
+        _check_images(images)
+        self._check_codes(images, codes)
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                image_list, _, features = self.preprocess(images)
+                detections = self._decode_codes(image_list, features, codes.to(image_list.tensors.dtype))
+            with torch.no_grad():
+                return self._to_predictions(detections, image_list, images, codes.shape[1])
+        finally:
+            self.train(was_training)
+
+    def _check_codes(self, images: list[Tensor], codes: Tensor) -> None:
+        if self.latent_dim == 0:
+            raise ValueError("a model with latent_dim = 0 takes no codes")
+        if codes.dim() != 3 or codes.shape[0] != len(images) or codes.shape[2] != self.latent_dim:
+            raise ValueError(f"codes must be [{len(images)}, K, {self.latent_dim}], got {tuple(codes.shape)}")
+
     def decode_reference(self, images: list[Tensor], codes: Tensor) -> list[list[dict[str, Tensor]]]:
         """The model by definition, without the shared-computation identities: for each code,
         materialise ``F' = W_f F + b + W_z z`` and run torchvision's RPN and RoI heads on it.
         ``codes [B, K, D]``. Slow; for verifying `sample` and for debugging."""
         _check_images(images)
-        if self.latent_dim == 0:
-            raise ValueError("a model with latent_dim = 0 takes no codes")
-        if codes.dim() != 3 or codes.shape[0] != len(images) or codes.shape[2] != self.latent_dim:
-            raise ValueError(f"codes must be [{len(images)}, K, {self.latent_dim}], got {tuple(codes.shape)}")
+        self._check_codes(images, codes)
         was_training = self.training
         self.eval()
         try:
             with torch.no_grad():
                 image_list, _, features = self.preprocess(images)
-                per_code = []
-                for k in range(codes.shape[1]):
-                    injected = self.injection(features, codes[:, k].to(image_list.tensors.dtype))
-                    per_code.append(self._decode_plain(image_list, injected))
+                per_code = [
+                    self._detect(image_list, features, codes[:, k].to(image_list.tensors.dtype))[0]
+                    for k in range(codes.shape[1])
+                ]
                 detections = [per_code[k][b] for b in range(len(images)) for k in range(codes.shape[1])]
                 return self._to_predictions(detections, image_list, images, codes.shape[1])
         finally:
