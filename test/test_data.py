@@ -207,6 +207,27 @@ def test_augmentation_depends_only_on_seed_epoch_and_index(synthetic_set):
     assert augment_generator(4, 3, 1).initial_seed() != augment_generator(4, 3, 2).initial_seed()
 
 
+def test_labellings_of_one_file_are_grouped_and_augmented_alike(handmade_set, tmp_path):
+    """Two entries of one image file (two annotators): one group, the same augmented pixels,
+    each with its own labels."""
+    path, images, document, _, _ = handmade_set
+    second = dict(document["images"][0], id=11)
+    relabelled = dict(document["annotations"][0], id=9, image_id=11)
+    doubled = dict(document, images=document["images"] + [second],
+                   annotations=document["annotations"] + [relabelled])
+    doubled_path = tmp_path / "two_annotators.json"
+    doubled_path.write_text(json.dumps(doubled))
+    dataset = CocoInstanceDataset(doubled_path, images, transforms=build_augmentations(hflip=1.0, scale_range=(0.8, 1.25)))
+    first, other = dataset.image_ids.index(5), dataset.image_ids.index(11)
+    assert sorted([first, other]) in [sorted(group) for group in dataset.file_groups]
+    assert len(dataset.file_groups) == 2
+    for epoch in (0, 1):
+        (image_a, target_a), (image_b, target_b) = dataset[(epoch, first)], dataset[(epoch, other)]
+        assert torch.equal(image_a, image_b)
+        assert len(target_a["masks"]) == 3 and len(target_b["masks"]) == 1
+        torch.testing.assert_close(target_b["masks"][0], target_a["masks"][0])
+
+
 def test_collate_keeps_lists(synthetic_set):
     path, images = synthetic_set
     dataset = CocoInstanceDataset(path, images, transforms=Compose([]))

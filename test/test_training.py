@@ -137,6 +137,29 @@ def test_sampler_deals_disjoint_whole_batches_and_resumes_mid_epoch():
         ShardedEpochSampler(3, batch_size=2, world_size=2, rank=0, seed=1)
 
 
+def test_grouped_sampler_keeps_the_labellings_of_one_image_in_one_batch():
+    groups = [[0, 5], [1, 6], [2, 7], [3, 8], [4, 9]]
+    sampler = ShardedEpochSampler(10, batch_size=4, world_size=1, rank=0, seed=2, groups=groups)
+    keys = [index for _, index in sampler]
+    assert len(keys) == 8 and sampler.batches_per_epoch == 2
+    batches = [keys[:4], keys[4:]]
+    for batch in batches:
+        assert sorted(batch[:2]) in groups and sorted(batch[2:]) in groups
+    sampler.set_position(0, skip_batches=1)
+    assert [index for _, index in sampler] == batches[1]
+    with pytest.raises(DatasetError, match="groups of one size"):
+        ShardedEpochSampler(10, batch_size=3, world_size=1, rank=0, seed=2, groups=groups)
+    with pytest.raises(DatasetError, match="groups of one size"):
+        ShardedEpochSampler(10, batch_size=4, world_size=1, rank=0, seed=2, groups=[[0, 1, 2], [3, 4]])
+
+
+def test_ungrouped_sampler_order_is_unchanged_by_singleton_groups():
+    plain = ShardedEpochSampler(9, batch_size=2, world_size=1, rank=0, seed=3)
+    singletons = ShardedEpochSampler(9, batch_size=2, world_size=1, rank=0, seed=3,
+                                     groups=[[index] for index in range(9)])
+    assert list(plain) == list(singletons)
+
+
 # ---------------------------------------------------------------------------- training runs
 def test_overfitting_two_images_lowers_the_loss(tmp_path):
     data = tmp_path / "two"

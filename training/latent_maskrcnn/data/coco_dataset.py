@@ -222,6 +222,9 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
             LOG.info("%s: %d entries share %d image files (several labellings of one image); every entry is one "
                      "item", self.annotation_file, len(self.image_ids), files)
         self._check_images(check_image_sizes)
+        self.file_groups = labelling_groups(self)
+        # entries of one file are augmented alike: their labels differ, their pixels must not
+        self._augment_index = {index: group[0] for group in self.file_groups for index in group}
 
     @property
     def num_classes(self) -> int:
@@ -306,7 +309,8 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         image = self.load_image(index)
         target = self.load_target(index)
         if self.transforms is not None:
-            image, target = self.transforms(image, target, augment_generator(self.augment_seed, epoch, index))
+            image, target = self.transforms(image, target, augment_generator(self.augment_seed, epoch,
+                                                                             self._augment_index[index]))
         return image, target
 
 

@@ -59,6 +59,11 @@ class DataSection:
     color_jitter: list[float] | None = field(default_factory=lambda: [0.2, 0.2, 0.2, 0.02])
     """brightness, contrast, saturation, hue."""
     check_image_sizes: bool = True
+    group_labellings: bool = False
+    """Batch the entries that share one image file together (several labellings of one image,
+    `make-dataset --labellings both`): with the same pixels under different labels in a batch,
+    only the latent code can explain the difference. ``batch_size`` must be a multiple of the
+    labellings per image."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -182,6 +187,10 @@ class RunSection:
     keep_checkpoints: int = 2
     save_dtype: str = "float32"
     """Storage dtype of the final model file (float16 halves it)."""
+    init_weights: str | None = None
+    """A checkpoint (safetensors, e.g. a trained MaskRCNN baseline) or torchvision MaskRCNN
+    state dict whose tensors initialise the model where names and shapes match; the rest keeps
+    its initialisation. Used when a run starts, not on resume."""
 
     def __post_init__(self) -> None:
         if self.amp not in ("auto", True, False):

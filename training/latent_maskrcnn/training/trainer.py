@@ -27,7 +27,7 @@ from torch import nn
 
 from latent_maskrcnn.data.coco_dataset import CocoInstanceDataset, DatasetError, build_augmentations, collate
 from latent_maskrcnn.evaluation.pair_probe import ProbeSet, ProbeSettings, load_probe_set, probe_scalars, run_probe
-from latent_maskrcnn.model.checkpoint import load_weights, save_model
+from latent_maskrcnn.model.checkpoint import load_torchvision_maskrcnn_weights, load_weights, save_model
 from latent_maskrcnn.model.latent_mask_rcnn import LatentMaskRCNN
 from .state import (
     CHECKPOINT_DIR,
@@ -102,11 +102,22 @@ def step_seed(seed: int, step: int, rank: int, purpose: int = 0) -> int:
 
 class ShardedEpochSampler(torch.utils.data.Sampler):
     """Per epoch, a seeded permutation of the data set, cut to whole batches of every process,
-    dealt out to the processes; yields ``(epoch, index)`` keys and can start mid-epoch."""
+    dealt out to the processes; yields ``(epoch, index)`` keys and can start mid-epoch.
 
-    def __init__(self, size: int, batch_size: int, world_size: int, rank: int, seed: int) -> None:
+    With ``groups`` (lists of indices of equal length, e.g. the labellings of one image) the
+    groups are permuted and kept together: every batch holds whole groups."""
+
+    def __init__(self, size: int, batch_size: int, world_size: int, rank: int, seed: int,
+                 groups: list[list[int]] | None = None) -> None:
         self.size, self.batch_size, self.world_size, self.rank, self.seed = size, batch_size, world_size, rank, seed
-        self.batches_per_epoch = size // (batch_size * world_size)
+        self.groups = groups if groups is not None else [[index] for index in range(size)]
+        group_size = len(self.groups[0]) if self.groups else 1
+        if any(len(group) != group_size for group in self.groups) or batch_size % group_size:
+            sizes = sorted({len(group) for group in self.groups})
+            raise DatasetError(f"grouped batches need groups of one size dividing batch_size {batch_size}, "
+                               f"got group sizes {sizes}")
+        self.groups_per_batch = batch_size // group_size
+        self.batches_per_epoch = len(self.groups) // (self.groups_per_batch * world_size)
         if self.batches_per_epoch == 0:
             raise DatasetError(
                 f"the data set has {size} images, fewer than one batch per process "
@@ -120,11 +131,12 @@ class ShardedEpochSampler(torch.utils.data.Sampler):
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         generator = torch.Generator().manual_seed(step_seed(self.seed, self.epoch, 0, purpose=1))
-        order = torch.randperm(self.size, generator=generator).tolist()
-        used = order[: self.batches_per_epoch * self.batch_size * self.world_size]
+        order = torch.randperm(len(self.groups), generator=generator).tolist()
+        used = order[: self.batches_per_epoch * self.groups_per_batch * self.world_size]
         mine = used[self.rank :: self.world_size]
-        for index in mine[self.skip_batches * self.batch_size :]:
-            yield self.epoch, index
+        for group in mine[self.skip_batches * self.groups_per_batch :]:
+            for index in self.groups[group]:
+                yield self.epoch, index
 
     def __len__(self) -> int:
         return (self.batches_per_epoch - self.skip_batches) * self.batch_size
@@ -293,7 +305,9 @@ def _train(config: TrainConfig, context: DistributedContext, resume: Any, progre
     dataset = build_dataset(config)
     model_config = config.model_config(dataset.class_names)
     amp = use_amp(run.amp, context.device)
-    sampler = ShardedEpochSampler(len(dataset), config.data.batch_size, context.world_size, context.rank, run.seed)
+    groups = dataset.file_groups if config.data.group_labellings else None
+    sampler = ShardedEpochSampler(len(dataset), config.data.batch_size, context.world_size, context.rank, run.seed,
+                                  groups)
     probe_set = None
     if config.probe.enabled and context.is_main:
         probe_set = load_probe_set(config.probe.annotations, config.probe.image_dir, config.probe.max_images)
@@ -318,6 +332,10 @@ def _train(config: TrainConfig, context: DistributedContext, resume: Any, progre
     model = LatentMaskRCNN(model_config)
     if state is not None:
         load_weights(model, state.model_path)
+    elif run.init_weights:
+        report = load_torchvision_maskrcnn_weights(model, run.init_weights)
+        LOG.info("initialised %d tensors from %s; %d keep their initialisation (%s)", len(report.loaded),
+                 run.init_weights, len(report.not_initialised), ", ".join(report.not_initialised[:6]) + " ...")
     model.posterior_or_prior_mean_coin = schedule.prior_mean_coin
     model.to(context.device).train()
     optimizer = build_optimizer(model, config)
