@@ -211,13 +211,14 @@ def test_latent_dim_zero_is_plain_maskrcnn():
     assert [len(per_image) for per_image in ours] == [1, 1]
     with torch.no_grad():
         theirs = torchvision_twin(model)(images)
+    # the same function; RoIAlign sums its samples in another order (roi_align_gather.py)
     for mine, reference in zip(ours, theirs):
         prediction = mine[0]
         assert len(prediction["boxes"]) > 0
-        assert torch.equal(prediction["boxes"], reference["boxes"])
-        assert torch.equal(prediction["scores"], reference["scores"])
+        torch.testing.assert_close(prediction["boxes"], reference["boxes"], atol=1e-4, rtol=0)
+        torch.testing.assert_close(prediction["scores"], reference["scores"], atol=1e-5, rtol=0)
         assert torch.equal(prediction["labels"], reference["labels"])
-        assert torch.equal(prediction["masks"], reference["masks"][:, 0] >= 0.5)
+        assert (prediction["masks"] != (reference["masks"][:, 0] >= 0.5)).float().mean() <= 1e-3
 
 
 def test_latent_dim_zero_trains_with_a_zero_kl_term():

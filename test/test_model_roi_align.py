@@ -2,9 +2,9 @@
 constant map, for boxes inside, across and outside the feature map."""
 import pytest
 import torch
-from torchvision.ops import roi_align
+from torchvision.ops import MultiScaleRoIAlign, roi_align
 
-from latent_maskrcnn.model.roi_align_gather import roi_align_bags, roi_align_nhwc
+from latent_maskrcnn.model.roi_align_gather import GatherMultiScaleRoIAlign, roi_align_bags, roi_align_nhwc
 
 
 def random_rois(generator, count, batch, height, width, scale):
@@ -39,3 +39,31 @@ def test_no_rois_and_adaptive_sampling():
     assert pooled.shape == (0, 7, 7, 4) and weight.shape == (0, 7, 7)
     with pytest.raises(ValueError, match="sampling_ratio > 0"):
         roi_align_bags(torch.zeros((1, 5)), 2, 3, (7, 7), 1.0, 0)
+
+
+def test_multiscale_gather_pooler_equals_torchvision_forward_and_backward():
+    """The training poolers (`GatherMultiScaleRoIAlign`): the same values as torchvision's
+    `MultiScaleRoIAlign` and the same gradients with respect to every FPN level."""
+    generator = torch.Generator().manual_seed(3)
+    names = ["0", "1", "2", "3"]
+    sizes = [(32, 40), (16, 20), (8, 10), (4, 5)]
+    maps = {name: torch.randn(2, 6, h, w, generator=generator, dtype=torch.float64, requires_grad=True)
+            for name, (h, w) in zip(names, sizes)}
+    boxes = []
+    for _ in range(2):
+        corners = torch.rand(40, 2, generator=generator, dtype=torch.float64) * torch.tensor([140.0, 110.0])
+        scale = 2 ** (2 + 7 * torch.rand(40, 1, generator=generator, dtype=torch.float64))  # all four levels
+        extent = scale * (0.7 + 0.6 * torch.rand(40, 2, generator=generator, dtype=torch.float64))
+        boxes.append(torch.cat([corners, corners + extent], dim=1))
+    image_shapes = [(128, 160), (120, 150)]
+    outputs = []
+    for pooler in (MultiScaleRoIAlign(names, 7, 2), GatherMultiScaleRoIAlign(names, 7, 2)):
+        pooled = pooler({**maps, "pool": torch.zeros(2, 6, 2, 3)}, boxes, image_shapes)
+        weights = torch.randn(pooled.shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+        grads = torch.autograd.grad((pooled * weights).sum(), list(maps.values()))
+        outputs.append((pooled, grads))
+    (expected, expected_grads), (pooled, grads) = outputs
+    assert len(set(pooler.map_levels(boxes).tolist())) == 4  # every level is used
+    torch.testing.assert_close(pooled, expected)
+    for got, want in zip(grads, expected_grads):
+        torch.testing.assert_close(got, want)

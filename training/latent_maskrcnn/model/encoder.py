@@ -17,10 +17,11 @@ from collections import OrderedDict
 
 import torch
 from torch import nn, Tensor
-from torchvision.ops import MultiScaleRoIAlign, roi_align
+from torchvision.ops import roi_align
 
 from .config import ENCODER_POOLINGS
 from .distributions import DiagonalGaussian
+from .roi_align_gather import GatherMultiScaleRoIAlign
 
 
 def _conv_block(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
@@ -51,7 +52,7 @@ class PosteriorEncoder(nn.Module):
         self.pooling = pooling
         self.attention_score = nn.Linear(hidden, 1) if pooling == "attention" else None
         self.roi_size = roi_size
-        self.roi_pool = MultiScaleRoIAlign(featmap_names, roi_size, sampling_ratio=2)
+        self.roi_pool = GatherMultiScaleRoIAlign(featmap_names, roi_size, sampling_ratio=2)
         self.cnn = nn.Sequential(
             _conv_block(in_channels + 3, channels, 1),
             _conv_block(channels, channels, 2),

@@ -19,7 +19,6 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
-from torchvision.ops import MultiScaleRoIAlign
 
 from .backbone import FEATURE_NAMES, build_backbone
 from .batched_decoding import StageTimer, detect_for_codes, detect_for_roi_codes, proposals_for_codes, untimed
@@ -29,6 +28,7 @@ from .encoder import PosteriorEncoder
 from .injection import LatentInjection
 from .postprocess import MASK_THRESHOLD, mirror_prediction, to_prediction, validate_mask_threshold
 from .prior import LatentPrior
+from .roi_align_gather import GatherMultiScaleRoIAlign
 from .roi_conditioning import CODE_KEY, CodeConditionedBoxHead, RoIPoolWithCode
 
 LEVEL_NAMES = FEATURE_NAMES + ["pool"]
@@ -113,7 +113,7 @@ class LatentMaskRCNN(nn.Module):
         )
         mask_layers = [config.mask_head_channels] * 4
         self.roi_heads = RoIHeads(
-            MultiScaleRoIAlign(FEATURE_NAMES, 7, sampling_ratio=2),
+            GatherMultiScaleRoIAlign(FEATURE_NAMES, 7, sampling_ratio=2),
             TwoMLPHead(channels * 7 * 7, config.box_head_dim),
             FastRCNNPredictor(config.box_head_dim, config.num_classes),
             fg_iou_thresh=config.box_fg_iou_thresh,
@@ -124,7 +124,7 @@ class LatentMaskRCNN(nn.Module):
             score_thresh=config.box_score_thresh,
             nms_thresh=config.box_nms_thresh,
             detections_per_img=config.box_detections_per_img,
-            mask_roi_pool=MultiScaleRoIAlign(FEATURE_NAMES, 14, sampling_ratio=2),
+            mask_roi_pool=GatherMultiScaleRoIAlign(FEATURE_NAMES, 14, sampling_ratio=2),
             mask_head=MaskRCNNHeads(channels, mask_layers, 1),
             mask_predictor=MaskRCNNPredictor(mask_layers[-1], config.mask_head_channels, config.num_classes),
         )

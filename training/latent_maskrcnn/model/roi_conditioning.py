@@ -9,7 +9,7 @@ regressor read the code and the region's appearance together: "this proposal cov
 seamless pair" times "this annotator merges pairs" is one product away.
 
 The code travels with the regions: `RoIPoolWithCode` pools the FPN maps as torchvision's
-`MultiScaleRoIAlign` and appends each region's image code as constant channels, so torchvision's
+`MultiScaleRoIAlign` does and appends each region's image code as constant channels, so torchvision's
 `RoIHeads` runs unchanged (training and the reference decoder); `CodeConditionedBoxHead` splits
 them off again. The RPN and the mask head see the plain FPN maps: proposals do not depend on
 the code, so sampling K codes shares everything up to ``fc6`` (see `batched_decoding.py`).
@@ -22,14 +22,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from torchvision.models.detection.faster_rcnn import TwoMLPHead
-from torchvision.ops import MultiScaleRoIAlign
+
+from .roi_align_gather import GatherMultiScaleRoIAlign
 
 CODE_KEY = "latent_code"
 """Key of the ``[B, D]`` codes in the feature dict handed to the RoI heads."""
 
 
-class RoIPoolWithCode(MultiScaleRoIAlign):
-    """`MultiScaleRoIAlign` whose output carries each region's image code as ``D`` extra
+class RoIPoolWithCode(GatherMultiScaleRoIAlign):
+    """The RoI pooler whose output carries each region's image code as ``D`` extra
     constant channels: ``[R, C + D, S, S]``."""
 
     def forward(self, x: Dict[str, Tensor], boxes: List[Tensor], image_shapes: List[Tuple[int, int]]) -> Tensor:
