@@ -5,7 +5,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-BACKBONES = ("resnet50_fpn", "resnet18_fpn", "mobilenet_v3_fpn")
+BACKBONES = ("resnet50_fpn", "resnet18_fpn", "mobilenet_v3_fpn", "small_cnn_fpn")
 BACKBONE_NORMS = ("frozen_batch_norm", "batch_norm", "group_norm")
 LATENT_INJECTIONS = ("bias", "film", "roi")
 ENCODER_POOLINGS = ("mean", "attention")
