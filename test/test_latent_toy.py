@@ -10,8 +10,9 @@ held-out scenes:
 - one fixed code answers one way (the variation comes from the code, not from the decoder),
   and alike for every pair of an image (one code explains the annotator's habit).
 
-Training takes about two minutes of one core; every assertion has a margin below what the
-recipe reaches (docs/training.md has the measurements).
+Both places the code can enter are trained: the paper's (the FPN maps, `bias`) and the box
+head (`roi`, what the bundled tote model uses). Each takes about two minutes of one core; every
+assertion has a margin below what the recipe reaches (docs/training.md has the measurements).
 """
 from __future__ import annotations
 
@@ -24,12 +25,14 @@ from latent_maskrcnn.training.toy import STYLE_ANSWERS, ToyTraining, read_toy, t
 HELD_OUT = [toy_scene(10**9 + index) for index in range(30)]
 
 
-@pytest.fixture(scope="module")
-def toy_model():
+# one worker per injection trains its model once for all the tests below
+@pytest.fixture(scope="module", params=[pytest.param(injection, marks=pytest.mark.xdist_group(f"toy_{injection}"))
+                                        for injection in ("bias", "roi")])
+def toy_model(request):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield train_toy(toy_model_config(), ToyTraining())
+        yield train_toy(toy_model_config(latent_injection=request.param), ToyTraining())
     finally:
         torch.set_num_threads(threads)
 
