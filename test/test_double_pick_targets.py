@@ -160,14 +160,21 @@ def test_evaluate_reports_the_targets_from_its_own_measurements(evaluation_setup
     assert cli.main(args) == 0
     report = json.loads((out / "results.json").read_text())
     lines = {line["key"]: line for line in report["double_pick_targets"]}
-    assert list(lines) == ["a", "b1", "b2", "c", "d1", "d2", "d3", "d4"]
+    assert list(lines) == ["a", "b1", "b2", "c", "d1", "d2", "d3", "d4", "m1", "m2", "m3"]
+    matched = report["matched_comparison"]
+    best_rows = [row["baseline_value"] for row in matched["rows"] if row["baseline"] == matched["best_baseline"]
+                 and (row["axis"], row["metric"]) == ("pickable_area", "double_pick_rate")]
+    assert lines["m1"]["values"]["best_baseline"] == (best_rows[0] if best_rows else None)
+    assert (lines["m1"]["status"] == "no baseline") == (matched["best_baseline"] is None)
+    assert (lines["m3"]["status"] == "no baseline") == (not with_baseline)
     curve = {row["p"]: row for row in report["confidence_mask_curve"]}
     assert lines["a"]["values"]["double_pick_rate"] == curve[0.9]["double_pick_rate"]
     assert lines["b1"]["values"]["p"] == [0.5, 0.7, 0.9, 1.0]
     assert lines["b1"]["values"]["double_pick_rate"] == [curve[p]["double_pick_rate"] for p in (0.5, 0.7, 0.9, 1.0)]
     assert lines["b2"]["values"]["prior_mean_double_pick_rate"] == report["reference_points"]["latent_prior_mean"]["double_pick_rate"]
     for line in lines.values():
-        assert line["status"] in {"met", "not met", "no baseline", "not measured"}
+        assert line["status"] in {"met", "not met", "no baseline", "not measured"} or \
+            line["status"].startswith("no difference measured")
     baseline_keys = {"a", "d1", "d2", "d3", "d4"}
     if with_baseline:
         assert lines["a"]["values"]["baseline_double_pick_rate"] == report["reference_points"]["maskrcnn"]["double_pick_rate"]

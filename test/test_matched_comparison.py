@@ -15,6 +15,7 @@ from latent_maskrcnn.evaluation.bootstrap import (
 )
 from latent_maskrcnn.evaluation.double_pick import PickCounts
 from latent_maskrcnn.evaluation.matched import (
+    matched_margin,
     BETTER,
     NO_DIFFERENCE,
     NOT_REACHED,
@@ -309,3 +310,37 @@ def test_linear_margin_of_a_target():
     assert margin.estimate == pytest.approx(0.02 - 0.5 * 0.06) and margin.high < 0  # 2 % <= half of 6 %: met
     with pytest.raises(ValueError):
         linear_margin([])
+
+
+def test_matched_margin_reads_the_baseline_at_the_references_area():
+    # the baseline's D / N at the reference's area (100) is 3 %: 2 % - 0.6 x 3 % = +0.2 points
+    reference, baseline = reference_curve(rate_per_image=2), baseline_curve([6, 4, 2], [140, 120, 80])
+    margin = matched_margin(reference, 0.9, baseline, 0.6, resamples=200, seed=1)
+    assert (margin.estimate, margin.low, margin.high) == pytest.approx((0.002, 0.002, 0.002))
+    half = matched_margin(reference, 0.9, baseline, 0.5, resamples=200, seed=1)
+    assert half.estimate == pytest.approx(0.02 - 0.015)
+    cups = matched_margin(reference, 0.9, baseline, 1.0, "mean_sealed_cups", resamples=200, seed=1)
+    assert cups.estimate == pytest.approx(8.0 - 6.0)
+    with pytest.raises(ValueError, match="images"):
+        matched_margin(reference, 0.9, counts_curve("x", "t", [0.5], 1, np.full((1, 3), 10.0), 100), 0.6)
+
+
+def test_matched_targets_decide_on_their_intervals():
+    from latent_maskrcnn.evaluation.bootstrap import BootstrapEstimate
+    from latent_maskrcnn.evaluation.targets import MET, NO_BASELINE, NOT_MET, matched_targets
+
+    def estimate(low, high):
+        return BootstrapEstimate((low + high) / 2, low, high, 100, 0)
+
+    values = {"confidence_mask": 0.02, "best_baseline": 0.04}
+    met = {line["key"]: line["status"] for line in matched_targets(
+        "prior_mean", {"m1": estimate(-0.01, -0.001), "m2": estimate(-0.03, -0.01), "m3": estimate(-0.2, -0.05),
+                       "m3_cups": estimate(-0.1, 0.3)}, values, "250 scenes", "250 grasps")}
+    assert met == {"m1": MET, "m2": MET, "m3": MET}
+    failed = {line["key"]: line["status"] for line in matched_targets(
+        "prior_mean", {"m1": estimate(-0.01, 0.002), "m2": estimate(0.001, 0.01), "m3": estimate(-0.2, -0.05),
+                       "m3_cups": estimate(-0.5, -0.1)}, values, "250 scenes", "250 grasps")}
+    assert failed["m1"].startswith("no difference measured") and "250 scenes" in failed["m1"]
+    assert failed["m2"] == NOT_MET and failed["m3"] == NOT_MET  # measurably fewer sealed cups
+    nothing = {line["key"]: line["status"] for line in matched_targets(None, {}, {})}
+    assert nothing == {"m1": NO_BASELINE, "m2": NO_BASELINE, "m3": NO_BASELINE}

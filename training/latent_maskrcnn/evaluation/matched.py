@@ -182,11 +182,39 @@ def matched_comparison(
     return result
 
 
-def _row(reference, position, curve, axis, metric, weights, resamples, seed, confidence, images, grasps) -> MatchedRow:
+def _matched_statistic(reference: OperatingCurve, position: int, curve: OperatingCurve, axis: str, metric: str,
+                       ratio: float = 1.0):
+    """Per draw: the reference's ``metric`` minus ``ratio`` x the baseline's, read on its curve
+    where its ``axis`` equals the reference's."""
     def statistic(draws: np.ndarray) -> np.ndarray:
         target = reference.metric(axis, draws)[position]
         segment, weight = crossing(curve.metric(axis, draws), target)
-        return reference.metric(metric, draws)[position] - read_at(curve.metric(metric, draws), segment, weight)
+        return reference.metric(metric, draws)[position] - ratio * read_at(curve.metric(metric, draws), segment, weight)
+    return statistic
+
+
+def matched_margin(
+    reference: OperatingCurve,
+    reference_value: float,
+    curve: OperatingCurve,
+    ratio: float,
+    metric: str = "double_pick_rate",
+    axis: str = "pickable_area",
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    confidence: float = DEFAULT_CONFIDENCE,
+) -> BootstrapEstimate:
+    """``metric(reference) - ratio x metric(baseline)`` at the reference's ``axis`` value, with its
+    paired-bootstrap interval: "D / N at most 0.6 x the best baseline's at the same pickable area"
+    is met where the interval lies below zero."""
+    if curve.images != reference.images:
+        raise ValueError(f"{curve.method} covers {curve.images} images, {reference.method} {reference.images}")
+    statistic = _matched_statistic(reference, reference.index(reference_value), curve, axis, metric, ratio)
+    return paired_bootstrap(statistic, reference.images, resamples, seed, confidence)
+
+
+def _row(reference, position, curve, axis, metric, weights, resamples, seed, confidence, images, grasps) -> MatchedRow:
+    statistic = _matched_statistic(reference, position, curve, axis, metric)
 
     def own_value(draws: np.ndarray) -> np.ndarray:
         segment, weight = crossing(curve.metric(axis, draws), reference.metric(axis, draws)[position])

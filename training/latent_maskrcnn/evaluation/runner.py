@@ -318,6 +318,43 @@ def target_margins(run: EvaluationRun) -> dict[str, list]:
     return margins
 
 
+def matched_target_lines(run: EvaluationRun, matched: MatchedComparison | None) -> list[dict]:
+    """Targets (m1)-(m3) of `targets.matched_targets` from the curves, at the table's p."""
+    from latent_maskrcnn.evaluation.matched import matched_margin
+    from latent_maskrcnn.evaluation.targets import (
+        MAX_DOUBLE_PICK_RATIO_TO_BEST_BASELINE,
+        MAX_GRASP_DOUBLE_PICK_RATIO_TO_MASKRCNN,
+        matched_targets,
+    )
+
+    if matched is None:
+        return []
+    curves, settings = run.curves, run.settings
+    reference, p = curves[CONFIDENCE_MASK], settings.p
+    draws = {"resamples": settings.resamples, "seed": settings.seed}
+    best = matched.best_baseline
+    row = None if best is None else matched.row(best, "pickable_area", "double_pick_rate")
+    values = {"confidence_mask": matched.reference_point.get("double_pick_rate"),
+              "best_baseline": None if row is None else row.baseline_value}
+    margins = {}
+    if best is not None:
+        margins["m1"] = matched_margin(reference, p, curves[best], MAX_DOUBLE_PICK_RATIO_TO_BEST_BASELINE, **draws)
+        margins["m2"] = matched_margin(reference, p, curves[best], 1.0, **draws)
+    maskrcnn = curves.get("maskrcnn")
+    if maskrcnn is not None and reference.has("grasp_double_pick_rate") and maskrcnn.has("grasp_double_pick_rate"):
+        margins["m3"] = matched_margin(reference, p, maskrcnn, MAX_GRASP_DOUBLE_PICK_RATIO_TO_MASKRCNN,
+                                       "grasp_double_pick_rate", **draws)
+        margins["m3_cups"] = matched_margin(reference, p, maskrcnn, 1.0, "mean_sealed_cups", **draws)
+        share, cups = (matched.row("maskrcnn", "pickable_area", metric)
+                       for metric in ("grasp_double_pick_rate", "mean_sealed_cups"))
+        values.update({"grasp_confidence_mask": matched.reference_point.get("grasp_double_pick_rate"),
+                       "grasp_maskrcnn": None if share is None else share.baseline_value,
+                       "cups_confidence_mask": matched.reference_point.get("mean_sealed_cups"),
+                       "cups_maskrcnn": None if cups is None else cups.baseline_value})
+    grasps = f"{matched.grasps} grasps" if matched.grasps is not None else ""
+    return matched_targets(best, margins, values, f"{run.images} scenes", grasps)
+
+
 def matched_result(run: EvaluationRun) -> MatchedComparison | None:
     """The confidence masks at the table's p against every baseline curve (`matched`), or None
     without curves. Seeded with the evaluation's seed, so a rerun prints the same intervals."""
@@ -597,7 +634,8 @@ def write_report(run: EvaluationRun, out_dir: str | Path, checkpoint: str, data:
         report["matched_comparison"] = matched.to_dict()
         matched_lines = ["# Matched comparison", ""] + comparison_markdown(matched) + [""]
         (out / "matched.md").write_text("\n".join(matched_lines))
-    report["double_pick_targets"] = double_pick_targets(_json_safe(report), target_margins(run), f"{run.images} scenes")
+    report["double_pick_targets"] = (double_pick_targets(_json_safe(report), target_margins(run), f"{run.images} scenes")
+                                     + matched_target_lines(run, matched))
     pictures = []
     plot_double_pick(report, out / "fig5_double_pick.png")
     pictures.append("fig5_double_pick.png")

@@ -32,6 +32,14 @@ MAX_SEAM_COVERED_SPLIT = 0.1
 MAX_GRASP_DOUBLE_PICK_RATIO_TO_PRIOR_MEAN = 0.5
 """Grasps: share of chosen grasps that double-pick at p = TARGET_P, at most this times the prior mean's."""
 
+MAX_DOUBLE_PICK_RATIO_TO_BEST_BASELINE = 0.6
+"""(m1) D / N of the confidence masks at most this times the best baseline's at the same pickable
+area (the best of MaskRCNN and the prior mean, each with and without the mirror view, over the
+mask threshold): the target on the ambiguity benchmark (`make-dataset --preset ambiguity`)."""
+MAX_GRASP_DOUBLE_PICK_RATIO_TO_MASKRCNN = 0.5
+"""(m3) share of chosen grasps that double-pick at most this times thresholded MaskRCNN's at the
+same pickable area, with at least its mean sealed cups."""
+
 MET, NOT_MET, NO_BASELINE, NOT_MEASURED = "met", "not met", "no baseline", "not measured"
 UNDECIDED = "no difference measured"
 
@@ -251,3 +259,54 @@ def targets_markdown(lines: Sequence[dict[str, Any]]) -> list[str]:
     rows = ["| | target | measured | result |", "| --- | --- | --- | --- |"]
     rows += [f"| {line['key']} | {line['target']} | {line['measured']} | {line['status']} |" for line in lines]
     return rows
+
+
+def matched_targets(
+    best_baseline: str | None,
+    margins: Mapping[str, BootstrapEstimate],
+    values: Mapping[str, float | None],
+    count: str = "",
+    grasp_count: str = "",
+) -> list[dict[str, Any]]:
+    """Targets at the confidence masks' pickable area, each decided on its interval:
+    (m1) D / N <= 0.6 x the best baseline's (``margins["m1"]``: D / N - 0.6 x best);
+    (m2) no worse than the best baseline (``margins["m2"]``: D / N - best; not met only where its
+    interval lies above zero); (m3) chosen grasps that double-pick <= 0.5 x thresholded MaskRCNN's
+    (``margins["m3"]``) with at least its mean sealed cups (``margins["m3_cups"]``: cups - its;
+    not met where that interval lies below zero)."""
+    lines = []
+    best = best_baseline or "none"
+    limit = MAX_DOUBLE_PICK_RATIO_TO_BEST_BASELINE
+    target = f"D / N at the same pickable area <= {limit:g} x the best baseline's"
+    m1 = margins.get("m1")
+    measured = f"{_pct(values.get('confidence_mask'))} vs {best} {_pct(values.get('best_baseline'))}"
+    if m1 is None:
+        lines.append(_line("m1", target, measured, NO_BASELINE, dict(values)))
+    else:
+        measured += _interval_text([m1], (f"D / N - {limit:g} x the best's",))
+        lines.append(_line("m1", target, measured, decide(m1.estimate is not None and m1.estimate <= 0, [m1], count),
+                           dict(values)))
+    m2 = margins.get("m2")
+    target = "D / N at the same pickable area no worse than the best baseline's"
+    if m2 is None or m2.low is None:
+        lines.append(_line("m2", target, measured if m2 is None else measured + " (no interval)",
+                           NO_BASELINE if m2 is None else NOT_MEASURED, dict(values)))
+    else:
+        text = f"{_pct(values.get('confidence_mask'))} vs {best} {_pct(values.get('best_baseline'))}"
+        text += _interval_text([m2], ("the difference",))
+        lines.append(_line("m2", target, text, NOT_MET if m2.low > 0.0 else MET, dict(values)))
+    m3, cups = margins.get("m3"), margins.get("m3_cups")
+    limit = MAX_GRASP_DOUBLE_PICK_RATIO_TO_MASKRCNN
+    target = (f"chosen grasps that double-pick <= {limit:g} x thresholded MaskRCNN's at the same pickable area, "
+              "with at least its mean sealed cups")
+    text = (f"{_pct(values.get('grasp_confidence_mask'))} vs MaskRCNN {_pct(values.get('grasp_maskrcnn'))}; "
+            f"sealed cups {_fmt(values.get('cups_confidence_mask'))} vs {_fmt(values.get('cups_maskrcnn'))}")
+    if m3 is None or cups is None:
+        lines.append(_line("m3", target, text, NO_BASELINE, dict(values)))
+    else:
+        text += _interval_text([m3, cups], (f"share - {limit:g} x MaskRCNN's", "cups - MaskRCNN's"),
+                               ((100.0, " points"), (1.0, "")))
+        fewer_cups = cups.high is not None and cups.high < 0.0
+        status = NOT_MET if fewer_cups else decide(m3.estimate is not None and m3.estimate <= 0, [m3], grasp_count)
+        lines.append(_line("m3", target, text, status, dict(values)))
+    return lines
