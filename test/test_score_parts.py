@@ -80,3 +80,21 @@ def test_report_writer_streams_rows_and_keeps_the_worst(tmp_path):
     assert all((tmp_path / p.split("/")[-1]).stat().st_size > 0 for p in report["worst_frames"])
     assert len(list(read_frames(tmp_path / "frames.jsonl"))) == 4
     assert "simulated double-pick rate | 22.50 %" in (tmp_path / "report.md").read_text()
+
+
+def test_ground_truth_of_another_size_is_a_counted_frame_without_truth(caplog):
+    # Found by fuzzing a damaged predictions bag: a mask array whose corrupted width decoded as 1
+    # against 40-pixel-wide ground truth raised and ended `score` with a traceback.
+    from latent_segmentation_ros.replay.scoring import Scorer, ScoringConfig
+
+    scorer = Scorer(ScoringConfig(gripper_radius=1, circles=20))
+    truth = np.zeros((1, 8, 9), dtype=bool)
+    truth[0, 2:5, 2:5] = True
+    with caplog.at_level("WARNING"):
+        record = scorer.score(frame=0, stamp_ns=7, result=result("left"), truth_masks=truth)
+    assert scorer.truth_size_mismatches == 1
+    assert not record.has_ground_truth and record.double_pick_rate is None
+    assert record.predicted_area == 9
+    assert "ground truth is (8, 9)" in caplog.text
+    matching = scorer.score(frame=1, stamp_ns=8, result=result("left"), truth_masks=truth[:, :, :8])
+    assert matching.has_ground_truth and scorer.truth_size_mismatches == 1

@@ -313,6 +313,7 @@ def replay_bag(
             failed_pairs=failed_pairs,
             cameras_with_ground_truth=sorted(truth_topics),
             unreadable_ground_truth=truth_unreadable,
+            truth_size_mismatches=scorer.truth_size_mismatches,
         )
         header = {
             "title": "Replay report",

@@ -131,6 +131,9 @@ class Scorer:
         self._gripper = self.config.gripper()
         # The p sweep reports no per-image mAP.
         self.coco_metrics = coco_metrics
+        # Frames whose ground truth is for another image size (a damaged bag): scored as frames
+        # without ground truth, counted and logged, never a stop of the whole run.
+        self.truth_size_mismatches = 0
 
     def score(
         self,
@@ -155,18 +158,22 @@ class Scorer:
             record.grasp_found = True
             record.grasp_sealed_cups = int(chosen.sealed_cups)
             record.grasp_total_cups = int(chosen.total_cups)
+        if truth_masks is not None:
+            truth_masks = np.asarray(truth_masks, dtype=bool)
+            if truth_masks.shape[1:] != tuple(result.image_size):
+                self.truth_size_mismatches += 1
+                LOGGER.warning(
+                    "%s stamp %d: ground truth is %s but the predictions are for a %s image; "
+                    "frame scored without ground truth", result.camera, stamp_ns,
+                    tuple(truth_masks.shape[1:]), tuple(result.image_size),
+                )
+                truth_masks = None
         if truth_masks is None:
             # Known without ground truth; everything measured against it stays None (unknown).
             record.predicted_area = int(np.asarray(result.masks, dtype=bool).any(axis=0).sum()) if len(result.masks) else 0
             return record
         from latent_maskrcnn.evaluation import metrics
 
-        truth_masks = np.asarray(truth_masks, dtype=bool)
-        if truth_masks.shape[1:] != result.image_size:
-            raise ValueError(
-                f"{result.camera} stamp {stamp_ns}: ground truth is {truth_masks.shape[1:]} but the "
-                f"predictions are for a {result.image_size} image"
-            )
         prediction, truth = prediction_dict(result), truth_dict(truth_masks)
         record.has_ground_truth = True
         record.num_ground_truth = int(truth_masks.shape[0])
@@ -300,7 +307,8 @@ def score_bag(
     A damaged predictions bag stops the scoring with the report of what was scored before; a
     message that does not decode is counted (``undecodable_messages``) and skipped, and so is a
     mask array declaring more than ``max_image_pixels`` pixels (``too_large_messages``; None:
-    the segmentation node's default), before its masks are read.
+    the segmentation node's default), before its masks are read. A mask array whose image size
+    differs from its ground truth's is scored without ground truth (``truth_size_mismatches``).
     """
     from pathlib import Path
 
@@ -401,6 +409,7 @@ def score_bag(
                 "arrays_per_camera": per_camera,
                 "undecodable_messages": undecodable,
                 "too_large_messages": too_large,
+                "truth_size_mismatches": scorer.truth_size_mismatches,
                 "cameras_with_ground_truth": sorted(truth_topics),
             },
             "stopped": stopped,

@@ -249,7 +249,7 @@ def sweep_p(
         "pairs": stream.pairs,
         "network_calls": pipeline.network_calls - calls_before,
         "baseline_network_calls": 0 if baseline is None else baseline.network_calls - baseline_calls_before,
-        "counts": stream.counts(),
+        "counts": {**stream.counts(), "truth_size_mismatches": scorer.truth_size_mismatches},
         "stopped": stream.stopped,
         "rows": rows,
     }
