@@ -10,7 +10,7 @@ from latent_maskrcnn.data.synthetic import AmbiguityRates, make_dataset
 from latent_maskrcnn.evaluation.latent_path import code_spread, fit_labellings
 from latent_maskrcnn.evaluation.pair_probe import load_probe_set
 from latent_maskrcnn.model.checkpoint import save_model
-from latent_maskrcnn.model.config import tiny_config
+from latent_maskrcnn.model.config import ModelConfig, tiny_config
 from latent_maskrcnn.model.latent_mask_rcnn import LatentMaskRCNN
 from latent_segmentation_ros import cli
 
@@ -44,8 +44,11 @@ def test_code_spread_is_measured(model, probe_set):
     assert spread["posterior_std_ratio"] > 0.0
 
 
-@pytest.mark.parametrize("code", ["posterior", "oracle"])
-def test_fitting_trains_a_copy_and_counts_within_the_pairs(model, probe_set, code):
+@pytest.mark.parametrize("code, injection", [("posterior", "bias"), ("oracle", "bias"), ("oracle", "roi")])
+def test_fitting_trains_a_copy_and_counts_within_the_pairs(model, probe_set, code, injection):
+    if injection != model.config.latent_injection:
+        torch.manual_seed(3)
+        model = LatentMaskRCNN(ModelConfig.from_dict({**model.config.to_dict(), "latent_injection": injection})).eval()
     before = {name: value.clone() for name, value in model.state_dict().items()}
     reports = list(fit_labellings(model, probe_set, train_pairs=1, steps=2, lr=1e-3, code=code, report_every=1))
     assert [report["step"] for report in reports] == [0, 1, 2]

@@ -16,6 +16,7 @@ from latent_maskrcnn.model.batched_decoding import constant_map_conv, pool_for_c
 from latent_maskrcnn.model.config import tiny_config
 from latent_maskrcnn.model.latent_mask_rcnn import LEVEL_NAMES, LatentMaskRCNN
 from latent_maskrcnn.model.postprocess import mirror_prediction
+from latent_maskrcnn.model.roi_align_gather import expand_boxes
 
 
 def make_images(dtype=torch.float32, sizes=((64, 80), (50, 70))):
@@ -266,6 +267,27 @@ def test_code_at_the_box_head_leaves_proposals_alone_and_changes_the_detections(
     for per_image in decoded:
         assert not torch.equal(per_image[0]["scores"], per_image[1]["scores"])
     assert_predictions_equal(decoded, model.decode_reference(images, codes), atol=1e-4, mask_pixels_differing=1e-3)
+
+
+def test_box_context_pools_a_wider_window_in_training_and_in_batched_decoding():
+    """``box_context``: the box head reads a window around each proposal; the batched decoder
+    pools the same windows as torchvision's RoIHeads through the pooler."""
+    torch.manual_seed(8)
+    boxes = torch.tensor([[10.0, 20.0, 30.0, 60.0]])
+    assert expand_boxes(boxes, 1.5).tolist() == [[5.0, 10.0, 35.0, 70.0]] and expand_boxes(boxes, 1.0) is boxes
+    model = LatentMaskRCNN(tiny_config(latent_injection="roi", box_context=1.8)).eval()
+    with torch.no_grad():
+        model.roi_heads.box_head.code_scale.weight.normal_(0.0, 0.5)
+    images = make_images()
+    codes = torch.randn(len(images), 2, model.latent_dim)
+    assert_predictions_equal(model.decode(images, codes), model.decode_reference(images, codes), atol=1e-4,
+                             mask_pixels_differing=1e-3)
+    narrow = LatentMaskRCNN(tiny_config(latent_injection="roi")).eval()
+    narrow.load_state_dict(model.state_dict())
+    assert not torch.equal(narrow.decode(images, codes)[0][0]["scores"], model.decode(images, codes)[0][0]["scores"])
+    with pytest.raises(ValueError, match="box_context needs latent_injection"):
+        tiny_config(latent_injection="bias", box_context=1.5)
+    assert LatentMaskRCNN(tiny_config(latent_dim=0, box_context=1.5)).roi_heads.box_roi_pool.context == 1.5
 
 
 def test_decode_refuses_codes_of_the_wrong_shape(model):

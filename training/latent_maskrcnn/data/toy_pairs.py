@@ -31,6 +31,9 @@ class ToyRecipe:
     discs: tuple[int, int] = (1, 2)
     gap: int = 3
     noise: float = 0.03
+    plain: str = "disc"
+    """Shape of the plain items: "disc", or "square" (then half a pair looks like a plain item
+    inside its box, and only the context around the box tells them apart)."""
 
 
 @dataclass
@@ -95,7 +98,7 @@ def toy_scene(seed: int, recipe: ToyRecipe = ToyRecipe()) -> ToyScene:
         colour[int(rng.integers(0, 3))] = rng.uniform(0.75, 1.0)  # clearly off the grey floor
         mask = torch.zeros((size, size), dtype=torch.bool)
         mask[top:top + height, left:left + width] = True
-        if kind == "disc":
+        if kind == "disc" and recipe.plain == "disc":
             rows, cols = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
             centre = (side - 1) / 2
             mask &= (rows - top - centre) ** 2 + (cols - left - centre) ** 2 <= (side / 2) ** 2

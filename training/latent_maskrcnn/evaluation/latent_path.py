@@ -115,10 +115,9 @@ def _step_losses(model, image: torch.Tensor, targets: dict, code: str, amplitude
         losses = model([image, image], [targets["merged"], targets["split"]], posterior_or_prior_mean_coin=False)
         return sum(value for name, value in losses.items() if name != "loss_kl")
     image_list, prepared, features = model.preprocess([image, image], [targets["merged"], targets["split"]])
-    injected = model.injection(features, _oracle_codes(model.prior_distribution(image_list, features), amplitude))
-    proposals, rpn_losses = model.rpn(image_list, injected, prepared)
-    _, detector_losses = model.roi_heads(injected, proposals, image_list.image_sizes, prepared)
-    return sum(rpn_losses.values()) + sum(detector_losses.values())
+    codes = _oracle_codes(model.prior_distribution(image_list, features), amplitude)
+    _, losses = model._detect(image_list, features, codes, prepared)  # wherever the code enters
+    return sum(losses.values())
 
 
 def fit_labellings(

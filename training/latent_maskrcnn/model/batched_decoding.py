@@ -38,7 +38,7 @@ from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RegionProposalNetwork, concat_box_prediction_layers
 from torchvision.ops import MultiScaleRoIAlign
 
-from .roi_align_gather import roi_align_nhwc
+from .roi_align_gather import expand_boxes, roi_align_nhwc
 from .winograd import conv_relu_stack_nhwc
 
 StageTimer = Callable[[str], ContextManager]
@@ -381,7 +381,8 @@ def detect_for_roi_codes(
     no_bias = OrderedDict((name, codes.new_zeros((batch, 1, channels))) for name in features)
     tables: dict[str, Tensor] = {}
     with stage("box_head"):
-        box_rois = CodeRois(roi_heads.box_roi_pool, features, no_bias, proposals, image_sizes, 1, tables)
+        windows = [expand_boxes(p, roi_heads.box_roi_pool.context) for p in proposals]
+        box_rois = CodeRois(roi_heads.box_roi_pool, features, no_bias, windows, image_sizes, 1, tables)
         pooled = box_rois.pool().permute(0, 3, 1, 2)
         hidden = box_head.hidden(pooled).split([len(p) for p in proposals])
         class_logits, box_regression = [], []

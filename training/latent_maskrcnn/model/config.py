@@ -57,6 +57,9 @@ class ModelConfig:
     # bias) or "film" (a channel scale as well, starting at 1); or "roi": each region's box-head
     # features, after fc6 (FiLM; the RPN and the mask head see the plain maps).
     latent_injection: str = "bias"
+    # The box head pools a window this many times a proposal's width and height (1: the box
+    # itself, torchvision's), so it sees what lies around it. Not with the FPN injections.
+    box_context: float = 1.0
     mask_head_channels: int = 256
     # Prior p(z|x) and encoder q(z|x,y).
     prior_channels: int = 128
@@ -95,6 +98,10 @@ class ModelConfig:
             problems.append(f"latent_injection {self.latent_injection!r} is not one of {list(LATENT_INJECTIONS)}")
         if self.encoder_pooling not in ENCODER_POOLINGS:
             problems.append(f"encoder_pooling {self.encoder_pooling!r} is not one of {list(ENCODER_POOLINGS)}")
+        if not 1.0 <= self.box_context <= 4.0:
+            problems.append(f"box_context must be in [1, 4], got {self.box_context}")
+        if self.box_context != 1.0 and self.latent_dim > 0 and self.latent_injection != "roi":
+            problems.append("box_context needs latent_injection 'roi' (or latent_dim 0)")
         if self.latent_dim < 0:
             problems.append(f"latent_dim must be >= 0 (0 = plain MaskRCNN), got {self.latent_dim}")
         if not 0 < self.min_size <= self.max_size:

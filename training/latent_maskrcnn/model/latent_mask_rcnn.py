@@ -113,7 +113,7 @@ class LatentMaskRCNN(nn.Module):
         )
         mask_layers = [config.mask_head_channels] * 4
         self.roi_heads = RoIHeads(
-            GatherMultiScaleRoIAlign(FEATURE_NAMES, 7, sampling_ratio=2),
+            GatherMultiScaleRoIAlign(FEATURE_NAMES, 7, sampling_ratio=2, context=config.box_context),
             TwoMLPHead(channels * 7 * 7, config.box_head_dim),
             FastRCNNPredictor(config.box_head_dim, config.num_classes),
             fg_iou_thresh=config.box_fg_iou_thresh,
@@ -146,7 +146,8 @@ class LatentMaskRCNN(nn.Module):
                 pooling=config.encoder_pooling,
             )
             if self.injects_at_roi_heads:
-                self.roi_heads.box_roi_pool = RoIPoolWithCode(FEATURE_NAMES, 7, sampling_ratio=2)
+                self.roi_heads.box_roi_pool = RoIPoolWithCode(FEATURE_NAMES, 7, sampling_ratio=2,
+                                                              context=config.box_context)
                 self.roi_heads.box_head = CodeConditionedBoxHead(channels * 7 * 7, config.box_head_dim,
                                                                  config.latent_dim)
             else:

@@ -88,13 +88,31 @@ def roi_align_nhwc(
     return pooled.view(count, pooled_h, pooled_w, -1), weight.sum(dim=1).view(count, pooled_h, pooled_w)
 
 
+def expand_boxes(boxes: Tensor, factor: float) -> Tensor:
+    """``[N, 4]`` boxes grown by ``factor`` in width and height about their centres."""
+    if factor == 1.0:
+        return boxes
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    half = (boxes[:, 2:] - boxes[:, :2]) * (factor / 2)
+    return torch.cat([centre - half, centre + half], dim=1)
+
+
 class GatherMultiScaleRoIAlign(MultiScaleRoIAlign):
     """torchvision's `MultiScaleRoIAlign` (same levels, scales and sampling), pooling CPU maps
     with `roi_align_nhwc`. Autograd runs through ``embedding_bag``, whose backward is a scatter-add
     of whole channel vectors: training steps spend about half the time torchvision's CPU kernel
-    spends in RoIAlign's backward. Other devices use torchvision's kernel."""
+    spends in RoIAlign's backward. Other devices use torchvision's kernel.
+
+    With ``context > 1`` each box is pooled from a window that many times its width and height
+    about its centre (`ModelConfig.box_context`): a box head then sees what lies around a
+    proposal, e.g. whether the print of a bag goes on past its edge."""
+
+    def __init__(self, featmap_names: list[str], output_size: int, sampling_ratio: int, context: float = 1.0) -> None:
+        super().__init__(featmap_names, output_size, sampling_ratio)
+        self.context = float(context)
 
     def forward(self, x: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]) -> Tensor:
+        boxes = [expand_boxes(b, self.context) for b in boxes]
         maps = [value for key, value in x.items() if key in self.featmap_names]
         if maps[0].device.type != "cpu":
             return super().forward(x, boxes, image_shapes)
