@@ -13,6 +13,7 @@ import pytest
 
 from latent_maskrcnn.evaluation.gripper_defaults import SIMULATED_GRIPPER_CIRCLES, SIMULATED_GRIPPER_RADIUS
 from latent_segmentation_ros import cli
+from latent_segmentation_ros.core.parameter_options import COMPARISON_MASK_THRESHOLD
 from latent_segmentation_ros.core.parameters import GRASP_PARAMETERS, SEGMENTATION_PARAMETERS
 
 NODE_PARAMETERS = {**SEGMENTATION_PARAMETERS, **GRASP_PARAMETERS}
@@ -25,6 +26,9 @@ NOT_MIRRORS = {
     "--checkpoint": "None is the bundled demo model, as the node's empty string",
     "--seed": "seeds scenes, circles or benchmark inputs, not the node's latent codes",
 }
+# Commands comparing the confidence masks with the baselines: their --mask-threshold is the
+# comparison's (core.parameter_options.COMPARISON_MASK_THRESHOLD), not the node's.
+COMPARISON_COMMANDS = {("evaluate",), ("grasp-causes",), ("sweep-p",), ("demo",)}
 # latent_maskrcnn's benchmarks size their own workload (and never import the ROS package).
 OWN_WORKLOAD = {("bench", "model"), ("bench", "aggregate")}
 
@@ -62,6 +66,13 @@ def test_options_mirroring_node_parameters_have_the_tables_default(path: tuple[s
     for flag, action in _options(parser):
         parameter = MIRROR_FLAGS.get(flag)
         if parameter is None or flag in NOT_MIRRORS or path in OWN_WORKLOAD:
+            continue
+        if getattr(action, "comparison_option", None) == parameter:
+            # The comparison commands binarise the confidence masks where docs/results.md measured
+            # them; their help says so and names the node's own default beside.
+            assert path in COMPARISON_COMMANDS, path
+            assert action.default == COMPARISON_MASK_THRESHOLD != NODE_PARAMETERS[parameter].default
+            assert f"the node starts at {NODE_PARAMETERS[parameter].default}" in help_text, path
             continue
         assert getattr(action, "node_parameter", None) == parameter, (
             f"latent-seg {' '.join(path)} {flag} stands for the node parameter {parameter}: "
@@ -130,6 +141,17 @@ def test_replay_help_shows_the_nodes_score_threshold(capsys) -> None:
     text = " ".join(capsys.readouterr().out.split())
     assert "(default: the node's score_threshold, 0.1)" in text
     assert SEGMENTATION_PARAMETERS["score_threshold"].default == 0.1
+
+
+def test_the_node_and_replay_start_where_the_comparison_chose(tmp_path) -> None:
+    # docs/results.md: at equal pickable area the prior mean with its masks binarised near 0.8
+    # double-picks least; the comparison commands keep the confidence masks at 0.5.
+    args = cli.build_parser().parse_args(["replay", "--bag", str(tmp_path), "--out", str(tmp_path)])
+    assert (args.mode, args.mask_threshold) == ("prior_mean", 0.8)
+    for command in ("evaluate", "grasp-causes"):
+        extra = ["--checkpoint", "c"] if command == "evaluate" else []
+        parsed = cli.build_parser().parse_args([command, *extra, "--data", "d", "--out", "o"])
+        assert parsed.mask_threshold == 0.5, command
 
 
 def test_parsed_defaults_are_the_nodes(tmp_path) -> None:

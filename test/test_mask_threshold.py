@@ -39,7 +39,7 @@ def test_values_outside_the_open_interval_are_refused_with_the_reason(value, rea
 
 def test_the_parameter_is_documented_as_an_open_interval():
     spec = SEGMENTATION_PARAMETERS["mask_threshold"]
-    assert spec.default == 0.5 and spec.constraints == "0 < value < 1" and not spec.read_only
+    assert spec.default == 0.8 and spec.constraints == "0 < value < 1" and not spec.read_only
     assert validate_mask_threshold(1e-6) == 1e-6 and validate_mask_threshold(0.999) == 0.999
     for bad in (True, "0.5", None):
         with pytest.raises(ValueError, match="finite number"):
@@ -97,7 +97,7 @@ def test_the_pipeline_rebinarises_the_last_frame_without_the_network(model):
     frames = [rng.integers(0, 256, size=(64, 80, 3), dtype=np.uint8) for _ in range(2)]
     base = dict(num_samples=3, p=0.5, score_threshold=0.05, min_mask_area=0, seed=7)
     for mode in ("confidence_mask", "prior_mean"):
-        pipeline = PerceptionPipeline(model, PipelineSettings(mode=mode, **base))
+        pipeline = PerceptionPipeline(model, PipelineSettings(mode=mode, mask_threshold=0.5, **base))
         first = pipeline.process(frames, ["a", "b"])
         pipeline.update_settings(mask_threshold=0.8)
         refreshed = pipeline.refresh()

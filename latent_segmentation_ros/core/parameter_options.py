@@ -50,6 +50,24 @@ def add_node_option(
     return action
 
 
+COMPARISON_MASK_THRESHOLD = 0.5
+"""The binarisation of the confidence masks and the table rows in the comparison commands
+(evaluate, sweep-p, grasp-causes, demo): the paper's and torchvision's, at which docs/results.md
+measured them. The baselines are read along their own curves over the mask threshold; the node
+starts at its own default (the prior mean's operating point)."""
+
+
+def add_comparison_mask_threshold(parser: argparse.ArgumentParser, help: str) -> argparse.Action:
+    """--mask-threshold of a command that compares the confidence masks with the baselines."""
+    action = parser.add_argument(
+        "--mask-threshold", type=float, default=COMPARISON_MASK_THRESHOLD,
+        help=f"{help} (default %(default)s, the comparisons' binarisation; the node starts at "
+             f"{SEGMENTATION_PARAMETERS['mask_threshold'].default}, its prior mean's)",
+    )
+    action.comparison_option = "mask_threshold"  # type: ignore[attr-defined]
+    return action
+
+
 def add_flip_option(parser: argparse.ArgumentParser) -> argparse.Action:
     """--flip-samples / --no-flip-samples: the node's flip_samples, the same on every command."""
     return add_node_option(parser, "--flip-samples", "flip_samples", "half of the K codes decoded on the mirrored image")

@@ -18,6 +18,7 @@ DEMO_MASK_THRESHOLDS = (0.5, 0.7, 0.85, 0.95)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from latent_segmentation_ros.core.parameter_options import (
+        add_comparison_mask_threshold,
         add_device_option,
         add_flip_option,
         add_gripper_options,
@@ -37,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: the bundled models/demo/maskrcnn_baseline.safetensors, if present)")
     add_node_option(parser, "--samples", "num_samples", "samples K per image")
     add_flip_option(parser)
-    add_node_option(parser, "--mask-threshold", "mask_threshold", "probability at which masks are binarised, in (0, 1)")
+    add_comparison_mask_threshold(parser, "probability at which the confidence masks are binarised, in (0, 1)")
     add_device_option(parser)
     add_threads_option(parser)
     add_gripper_options(parser)
@@ -193,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
                     f"(see `latent-seg train --help` and the README) and save it there, or run the demo "
                     f"with --checkpoint PATH"
                 ) from None
-        setup = build_pair_processor(args.checkpoint, samples=args.samples, device=args.device,
+        setup = build_pair_processor(args.checkpoint, mode="confidence_mask", samples=args.samples, device=args.device,
                                      flip_samples=args.flip_samples, mask_threshold=args.mask_threshold)
         baseline, baseline_note = _baseline(args, setup)
         _prepare_out(out)

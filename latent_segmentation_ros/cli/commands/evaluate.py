@@ -9,6 +9,7 @@ HELP = ("evaluate a checkpoint (and a MaskRCNN baseline) on COCO data: Table I/I
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from latent_segmentation_ros.core.parameter_options import (
+        add_comparison_mask_threshold,
         add_device_option,
         add_flip_option,
         add_gripper_options,
@@ -31,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--p-values", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0",
                         help="comma-separated p values for Fig. 5 and Fig. 8 (default 0.1 to 1.0)")
     add_node_option(parser, "--score-threshold", "score_threshold", "detections kept above this score")
-    add_node_option(parser, "--mask-threshold", "mask_threshold", "probability at which every method's masks are binarised")
+    add_comparison_mask_threshold(parser, "probability at which every method's masks are binarised")
     parser.add_argument("--mask-thresholds", default=",".join(f"{t:g}" for t in _mask_thresholds()),
                         help="comma-separated mask thresholds of the baselines' operating curves (default %(default)s)")
     parser.add_argument("--no-curves", action="store_true",

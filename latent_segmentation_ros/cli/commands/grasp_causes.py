@@ -8,6 +8,7 @@ HELP = "trace the planner's chosen grasps on COCO scenes with ambiguity kinds: d
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from latent_segmentation_ros.core.parameter_options import (
+        add_comparison_mask_threshold,
         add_device_option,
         add_flip_option,
         add_node_option,
@@ -22,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a MaskRCNN checkpoint (latent_dim = 0) traced beside, with the same planner "
                              "(default: none)")
     add_node_option(parser, "--p", "p", "confidence requirement of the confidence masks")
-    add_node_option(parser, "--mask-threshold", "mask_threshold", "probability at which every method's masks are binarised")
+    add_comparison_mask_threshold(parser, "probability at which every method's masks are binarised")
     add_node_option(parser, "--samples", "num_samples", "samples K per image")
     add_flip_option(parser)
     add_node_option(parser, "--score-threshold", "score_threshold", "detections at or below this score are ignored")
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         dataset = CocoInstanceDataset(data / "annotations.json", data / "images")
         setup = build_pair_processor(
-            args.checkpoint, p=args.p, mask_threshold=args.mask_threshold, samples=args.samples,
+            args.checkpoint, mode="confidence_mask", p=args.p, mask_threshold=args.mask_threshold, samples=args.samples,
             flip_samples=args.flip_samples,
             score_threshold=args.score_threshold, device=args.device, cameras=[SCENE_CAMERA],
         )

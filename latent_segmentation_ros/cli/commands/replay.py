@@ -10,6 +10,7 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser, with_mode: bool = Tr
                            out_help: str = "output folder (report, pictures, output bag)") -> None:
     """Options shared by replay and sweep-p; the defaults are the node's parameters."""
     from latent_segmentation_ros.core.parameter_options import (
+        add_comparison_mask_threshold,
         add_device_option,
         add_flip_option,
         add_gripper_options,
@@ -23,7 +24,10 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser, with_mode: bool = Tr
     if with_mode:
         add_node_option(parser, "--mode", "mode", "aggregation mode")
         add_node_option(parser, "--p", "p", "confidence requirement in (0, 1]")
-    add_node_option(parser, "--mask-threshold", "mask_threshold", "probability at which masks are binarised, in (0, 1)")
+    if with_mode:
+        add_node_option(parser, "--mask-threshold", "mask_threshold", "probability at which masks are binarised, in (0, 1)")
+    else:
+        add_comparison_mask_threshold(parser, "probability at which the confidence masks are binarised, in (0, 1)")
     add_node_option(parser, "--samples", "num_samples", "samples K per image")
     add_flip_option(parser)
     add_node_option(parser, "--score-threshold", "score_threshold", "detections at or below this score are ignored")

@@ -86,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
             **curve_settings(args),
         )
         setup = build_pair_processor(
-            args.checkpoint, samples=args.samples, flip_samples=args.flip_samples, mask_threshold=args.mask_threshold,
+            args.checkpoint, mode="confidence_mask", samples=args.samples, flip_samples=args.flip_samples,
+            mask_threshold=args.mask_threshold,
             score_threshold=args.score_threshold, device=args.device,
             cameras=[camera_of_topic(topic) for topic in args.topics],
         )
