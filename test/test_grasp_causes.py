@@ -128,7 +128,7 @@ def test_scene_rgb_is_the_camera_image_of_a_data_set_image():
 
 def test_trace_counts_each_scene_once_per_method_as_the_scorer_does(scenes, models):
     checkpoint, baseline_checkpoint = models
-    setup = build_pair_processor(checkpoint, samples=2, score_threshold=0.0, min_mask_area=1, cameras=[SCENE_CAMERA],
+    setup = build_pair_processor(checkpoint, mode="confidence_mask", mask_threshold=0.5, samples=2, score_threshold=0.0, min_mask_area=1, cameras=[SCENE_CAMERA],
                                  grasp_overrides=SMALL_GRIPPER)
     baseline = load_baseline(baseline_checkpoint, setup)
     dataset = CocoInstanceDataset(scenes / "annotations.json", scenes / "images")

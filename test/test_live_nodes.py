@@ -37,7 +37,9 @@ RATE_HZ = 8.0  # the camera rate of `latent-seg make-bag`
 START_TIMEOUT = 120.0  # first start after a fresh build, on a loaded 2-core machine
 DEADLINE_S = 60.0  # for anything the nodes answer; a passing run waits a second or two
 # The demo model with few samples keeps the test quick; the rest is the package's parameter file.
-SEGMENTATION_PARAMETERS = {"device": "cpu", "num_samples": 2, "input_timeout": 0.0}
+# The K-sample path, the heavier one (the node starts with the prior mean, one pass).
+SEGMENTATION_PARAMETERS = {"device": "cpu", "mode": "confidence_mask", "mask_threshold": 0.5, "num_samples": 2,
+                           "input_timeout": 0.0}
 GRASP_PARAMETERS = {"input_timeout": 0.0}
 SECOND = 1_000_000_000
 

@@ -37,7 +37,8 @@ def images():
 
 
 def settings(**changes):
-    base = dict(num_samples=K, p=0.5, score_threshold=0.05, min_mask_area=0, seed=7)
+    base = dict(mode="confidence_mask", mask_threshold=0.5, num_samples=K, p=0.5, score_threshold=0.05,
+                min_mask_area=0, seed=7)
     base.update(changes)
     return PipelineSettings(**base)
 

@@ -22,7 +22,9 @@ from latent_segmentation_ros.replay.report import read_frames
 from latent_segmentation_ros.replay.synthetic_bag import BagTiming, write_synthetic_bag
 
 TYPESTORE = get_typestore()
-PIPELINE_ARGS = ["--samples", "2", "--p", "0.5", "--score-threshold", "0.0", "--no-progress"]
+# The K-sample path at the binarisation it was written for (the node starts with the prior mean at 0.8).
+PIPELINE_ARGS = ["--mode", "confidence_mask", "--mask-threshold", "0.5", "--samples", "2", "--p", "0.5",
+                 "--score-threshold", "0.0", "--no-progress"]
 CAMERAS = ("overhead_left", "overhead_right")
 
 
@@ -239,7 +241,7 @@ def test_chosen_grasps_are_scored_against_the_ground_truth(tiny_bag, checkpoint,
     from latent_segmentation_ros.replay.synthetic_bag import label_image_to_masks
 
     # A one-cup gripper small enough for the speckled masks of an untrained model on 64x80 images.
-    setup = build_pair_processor(checkpoint, samples=2, p=0.5, score_threshold=0.0, min_mask_area=1,
+    setup = build_pair_processor(checkpoint, mode="confidence_mask", mask_threshold=0.5, samples=2, p=0.5, score_threshold=0.0, min_mask_area=1,
                                  grasp_overrides={"cup_rows": 1, "cup_cols": 1, "cup_spacing": 3.0, "cup_radius": 1.0})
     out = tmp_path / "out"
     summary = replay_bag(ReplayOptions(bag=tiny_bag, out_dir=out, progress=False),

@@ -135,7 +135,7 @@ def test_the_replay_reuses_the_comparisons_pairs_and_runs_the_pipeline_when_out_
     from latent_segmentation_ros.cli.commands.demo import RecordedPairs
     from latent_segmentation_ros.replay.runner import build_pair_processor
 
-    setup = build_pair_processor(tiny_models / "tiny.safetensors", samples=2)
+    setup = build_pair_processor(tiny_models / "tiny.safetensors", mode="confidence_mask", mask_threshold=0.5, samples=2)
     rng = np.random.default_rng(0)
     first = [rng.integers(0, 256, size=(64, 80, 3), dtype=np.uint8) for _ in setup.cameras]
     second = [rng.integers(0, 256, size=(64, 80, 3), dtype=np.uint8) for _ in setup.cameras]

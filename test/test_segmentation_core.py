@@ -40,7 +40,9 @@ def factory(typestore):
 def core(model, factory):
     parameters = ParameterSet(
         SEGMENTATION_PARAMETERS,
-        {"num_samples": 3, "p": 0.6, "score_threshold": 0.05, "min_mask_area": 0, "sync_slop": 0.05},
+        # The K-sample path (the node starts with the prior mean, one pass).
+        {"mode": "confidence_mask", "mask_threshold": 0.5, "num_samples": 3, "p": 0.6, "score_threshold": 0.05,
+         "min_mask_area": 0, "sync_slop": 0.05},
     )
     return SegmentationCore(PerceptionPipeline(model, model_id="tiny@0"), factory, parameters)
 
@@ -92,7 +94,8 @@ def test_a_pair_yields_two_arrays_with_the_source_stamps(core, factory, typestor
     rgb = message_to_rgb(left)
     np.testing.assert_array_equal(message_to_rgb(right), rgb)
     reference = PerceptionPipeline(core.pipeline.model)
-    reference.update_settings(num_samples=3, p=0.6, score_threshold=0.05, min_mask_area=0)
+    reference.update_settings(mode="confidence_mask", mask_threshold=0.5, num_samples=3, p=0.6, score_threshold=0.05,
+                              min_mask_area=0)
     for (_, array), want in zip(output.mask_arrays, reference.process([rgb, rgb], CAMERAS)):
         got = messages.confidence_mask_array_to_result(array)
         np.testing.assert_array_equal(got.masks, want.masks)
@@ -224,3 +227,20 @@ def test_worker_thread_publishes_and_survives_a_failing_publisher(core, factory)
     finally:
         worker.stop()
     assert published[-1].mask_arrays[0][1].header.stamp.sec == 6
+
+
+def test_the_shipped_defaults_publish_the_prior_mean_at_mask_threshold_0_8(model, factory):
+    # docs/results.md: the prior mean with its masks binarised at 0.8 double-picks least at equal
+    # pickable area on both held-out splits; one network pass per frame.
+    parameters = ParameterSet(SEGMENTATION_PARAMETERS, {"score_threshold": 0.05, "min_mask_area": 0})
+    core = SegmentationCore(PerceptionPipeline(model, model_id="tiny@0"), factory, parameters)
+    assert (core.pipeline.settings.mode, core.pipeline.settings.mask_threshold) == ("prior_mean", 0.8)
+    left, right = camera_pair(factory)
+    output = core.handle(Work("pair", (left, right))).output
+    reference = PerceptionPipeline(model)
+    reference.update_settings(mode="prior_mean", mask_threshold=0.8, score_threshold=0.05, min_mask_area=0)
+    wanted = reference.process([message_to_rgb(left)] * 2, CAMERAS)
+    for (_, array), want in zip(output.mask_arrays, wanted):
+        assert (array.mode, array.num_samples) == ("prior_mean", 1)
+        np.testing.assert_array_equal(messages.confidence_mask_array_to_result(array).masks, want.masks)
+    assert len(wanted[0].masks) > 0

@@ -48,6 +48,8 @@ def node(ros, checkpoint):
     overrides = [
         Parameter("checkpoint", value=str(checkpoint)),
         Parameter("device", value="cpu"),
+        Parameter("mode", value="confidence_mask"),  # the K-sample path; the default is the prior mean
+        Parameter("mask_threshold", value=0.5),
         Parameter("num_samples", value=2),
         Parameter("p", value=0.5),
         Parameter("score_threshold", value=0.05),

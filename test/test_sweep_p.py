@@ -44,7 +44,7 @@ def counting(model):
 @pytest.mark.parametrize("prior_mean", [False, True])
 def test_network_runs_once_per_frame(bag, checkpoint, tmp_path, prior_mean):
     # One view: the tiny model's masks on the mirror image hardly overlap its masks on the image.
-    setup = build_pair_processor(checkpoint, samples=2, score_threshold=0.0, min_mask_area=1, flip_samples=False)
+    setup = build_pair_processor(checkpoint, mode="confidence_mask", mask_threshold=0.5, samples=2, score_threshold=0.0, min_mask_area=1, flip_samples=False)
     calls = counting(setup.pipeline.model)
     # A small gripper circle, so that some circles fit inside the small masks of 64x80 images.
     options = SweepOptions(bag=bag, out_dir=tmp_path, ps=[0.2, 0.5, 1.0], include_prior_mean=prior_mean, progress=False,
@@ -110,7 +110,7 @@ def test_baseline_is_one_more_method_scored_like_the_others(bag, checkpoint, bas
     from latent_segmentation_ros.replay.sweep import BASELINE, PRIOR_MEAN, load_baseline
 
     scoring = ScoringConfig(gripper_radius=1)
-    setup = build_pair_processor(checkpoint, samples=2, score_threshold=0.0, min_mask_area=1)
+    setup = build_pair_processor(checkpoint, mode="confidence_mask", mask_threshold=0.5, samples=2, score_threshold=0.0, min_mask_area=1)
     baseline = load_baseline(baseline_checkpoint, setup)
     calls = counting(baseline.model)
     result = sweep_p(SweepOptions(bag=bag, out_dir=tmp_path / "with", ps=[0.5, 0.9], progress=False, scoring=scoring,
@@ -128,7 +128,7 @@ def test_baseline_is_one_more_method_scored_like_the_others(bag, checkpoint, bas
             assert r["double_pick_rate_on_items"] == r["double_picks"] / (r["picks"] - r["false_positive_picks"])
     # The baseline row is what the same bag gives when the baseline is the swept model itself
     # (a latent_dim = 0 model's prior mean is its one prediction): the same scorer and planner.
-    own = build_pair_processor(baseline_checkpoint, samples=2, score_threshold=0.0, min_mask_area=1)
+    own = build_pair_processor(baseline_checkpoint, mode="confidence_mask", mask_threshold=0.5, samples=2, score_threshold=0.0, min_mask_area=1)
     alone = sweep_p(SweepOptions(bag=bag, out_dir=tmp_path / "alone", ps=[1.0], progress=False, scoring=scoring,
                                  mask_thresholds=()), own)
     prior = alone["rows"][-1]
@@ -172,7 +172,7 @@ def test_baselines_over_the_mask_threshold_meet_the_confidence_masks(bag, checkp
     from latent_segmentation_ros.replay.sweep import BASELINE, PRIOR_MEAN, load_baseline
 
     scoring = ScoringConfig(gripper_radius=1)
-    setup = build_pair_processor(checkpoint, samples=2, score_threshold=0.0, min_mask_area=1, flip_samples=False)
+    setup = build_pair_processor(checkpoint, mode="confidence_mask", mask_threshold=0.5, samples=2, score_threshold=0.0, min_mask_area=1, flip_samples=False)
     baseline = load_baseline(baseline_checkpoint, setup)
     latent_calls, baseline_calls = counting(setup.pipeline.model), counting(baseline.model)
     options = SweepOptions(bag=bag, out_dir=tmp_path / "curves", ps=[0.5], progress=False, scoring=scoring,
@@ -233,7 +233,7 @@ def test_a_curve_point_is_scored_as_the_sweep_scores_its_rows(baseline_checkpoin
     from latent_segmentation_ros.replay.grasp_outcomes import prediction_outcome, record_outcome
     from latent_segmentation_ros.replay.scoring import Scorer
 
-    setup = build_pair_processor(baseline_checkpoint, mode="prior_mean", score_threshold=0.0, min_mask_area=4,
+    setup = build_pair_processor(baseline_checkpoint, mode="prior_mean", mask_threshold=0.5, score_threshold=0.0, min_mask_area=4,
                                  grasp_overrides={"cup_rows": 1, "cup_cols": 1, "cup_radius": 2.0})
     rng = np.random.default_rng(4)
     images = [rng.integers(0, 256, size=(64, 80, 3), dtype=np.uint8) for _ in setup.cameras]
