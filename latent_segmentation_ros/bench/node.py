@@ -16,26 +16,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+from latent_segmentation_ros.bench.node_setup import add_node_setup_arguments, node_parameters, setup_fields
+
 HELP = "both nodes live over DDS: pairs/s, publish -> masks latency, drops, memory (needs rclpy + colcon build)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from latent_segmentation_ros.core.parameter_options import (
-        add_device_option,
-        add_flip_option,
-        add_node_option,
-        add_threads_option,
-    )
+    from latent_segmentation_ros.core.parameter_options import add_threads_option
 
     parser.add_argument("--rate", type=float, default=8.0, help="camera pairs published per second (default 8)")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of publishing measured (default 30)")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds of publishing before measuring (default 5)")
-    parser.add_argument("--height", type=int, default=240, help="image height (default 240)")
-    parser.add_argument("--width", type=int, default=320, help="image width (default 320)")
-    add_node_option(parser, "--num-samples", "num_samples", "K, samples per image")
-    add_flip_option(parser)
-    parser.add_argument("--checkpoint", default="", help="model (default: the bundled demo model)")
-    add_device_option(parser)
+    add_node_setup_arguments(parser)
     add_threads_option(parser)  # the nodes' (OMP_NUM_THREADS)
     parser.add_argument("--domain-id", type=int, default=42, help="ROS_DOMAIN_ID used, on loopback (default 42)")
     parser.add_argument("--install-prefix", default=None, help="colcon install prefix (default: from AMENT_PREFIX_PATH)")
@@ -60,8 +52,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     prefix = rig_node.find_install_prefix(args.install_prefix)
     pairs = rig_node.synthetic_pairs(args.scenes, args.height, args.width, seed=0)
-    parameters = {"device": args.device, "num_samples": args.num_samples, "flip_samples": args.flip_samples,
-                  "checkpoint": args.checkpoint}
+    parameters = node_parameters(args)
     log_dir = Path(tempfile.mkdtemp(prefix="bench_node_"))
     started = time.monotonic()
     processes = [
@@ -156,11 +147,7 @@ def _result(args: argparse.Namespace, measured: dict[str, Any]) -> dict[str, Any
     grasp_values = rig_node.status_values(grasp_status) if grasp_status is not None else {}
     return {
         "benchmark": "node",
-        "model": args.checkpoint or "bundled demo model",
-        "device": args.device,
-        "num_samples": args.num_samples,
-        "flip_samples": args.flip_samples,
-        "image_size": [args.height, args.width],
+        **setup_fields(args),
         "cameras": 2,
         "rate_published_hz": args.rate,
         "duration_s": args.duration,

@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from latent_segmentation_ros.bench.node_setup import add_node_setup_arguments, node_parameters, setup_fields
+
 HELP = "cold start of the segmentation node: seconds to model loaded, ready and first answer (needs rclpy + colcon build)"
 
 LOADED = re.compile(r"loaded in (\d+(?:\.\d+)?) s")
@@ -31,18 +33,11 @@ KERNEL = re.compile(r"compiled aggregation kernel ready after (\d+(?:\.\d+)?) s"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from latent_segmentation_ros.core.parameter_options import add_device_option, add_flip_option, add_node_option
-
     parser.add_argument("--repeats", type=int, default=5, help="starts per install (default 5)")
     parser.add_argument("--period", type=float, default=0.1,
                         help="seconds between the camera pairs published while waiting (default 0.1)")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds one start may take (default 180)")
-    parser.add_argument("--height", type=int, default=240, help="image height (default 240)")
-    parser.add_argument("--width", type=int, default=320, help="image width (default 320)")
-    add_node_option(parser, "--num-samples", "num_samples", "K, samples per image")
-    add_flip_option(parser)
-    parser.add_argument("--checkpoint", default="", help="model (default: the bundled demo model)")
-    add_device_option(parser)
+    add_node_setup_arguments(parser)
     parser.add_argument("--domain-id", type=int, default=43, help="ROS_DOMAIN_ID used, on loopback (default 43)")
     parser.add_argument("--install-prefix", default=None, help="colcon install prefix (default: from AMENT_PREFIX_PATH)")
     parser.add_argument("--baseline-prefix", default=None,
@@ -64,8 +59,7 @@ def parse_node_log(text: str) -> dict[str, float | None]:
 def _one_start(args: argparse.Namespace, prefix: Path, pair: Any, log_dir: Path) -> dict[str, Any]:
     from latent_segmentation_ros.ros import rig_node
 
-    parameters = {"device": args.device, "num_samples": args.num_samples, "flip_samples": args.flip_samples,
-                  "checkpoint": args.checkpoint}
+    parameters = node_parameters(args)
     stamp = [1_704_067_200 * 1_000_000_000]
     with rig_node.Rig(args.domain_id) as rig:
         started = time.monotonic()
@@ -119,11 +113,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(log_root, ignore_errors=True)
     result: dict[str, Any] = {
         "benchmark": "startup",
-        "model": args.checkpoint or "bundled demo model",
-        "device": args.device,
-        "num_samples": args.num_samples,
-        "flip_samples": args.flip_samples,
-        "image_size": [args.height, args.width],
+        **setup_fields(args),
         "repeats": args.repeats,
         "publish_period_s": args.period,
         "host": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
