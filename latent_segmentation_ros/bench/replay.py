@@ -61,6 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_storage_option(parser, "bag storage")
     add_seed_option(parser, "scene seed")
     add_node_option(parser, "--mode", "mode", "aggregation mode")
+    add_node_option(parser, "--mask-threshold", "mask_threshold", "probability at which masks are binarised")
     parser.add_argument("--without-ground-truth", action="store_true",
                         help="bag without ground truth: replay throughput without the scoring")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -87,8 +88,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         make_seconds = time.perf_counter() - start
 
-        setup = build_pair_processor(args.checkpoint, mode=args.mode, samples=args.samples, device=args.device,
-                                     flip_samples=args.flip_samples)
+        setup = build_pair_processor(args.checkpoint, mode=args.mode, mask_threshold=args.mask_threshold,
+                                     samples=args.samples, device=args.device, flip_samples=args.flip_samples)
         samples: dict[str, float] = {}
         # No frame is dropped in the bench bag, so the last pair is number ``frames``.
         marks = {1: "rss_mb_first_pair", max(2, args.frames // 10): "rss_mb_10_percent",
@@ -125,6 +126,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "device": setup.header_info["device"],
             "threads": _torch_threads(),
             "model_id": setup.header_info.get("model_id"),
+            "mode": args.mode,
+            "mask_threshold": args.mask_threshold,
             "num_samples": setup.header_info.get("num_samples"),
             "bag_bytes": sum(p.stat().st_size for p in bag.iterdir()),
             "make_bag_frames_per_second": summary.frames / make_seconds,
