@@ -249,6 +249,14 @@ class BagReader:
                     count,
                     last_time,
                 ) from error
+            if not isinstance(log_time, int) or not isinstance(data, (bytes, bytearray, memoryview)):
+                # A damaged sqlite3 row can read back with NULL columns.
+                raise BagReadError(
+                    f"bag {self.path} ({self.storage}) is corrupt: message {count + 1} has log time "
+                    f"{log_time!r} and {type(data).__name__} data; reading stopped after {count} messages",
+                    count,
+                    last_time,
+                )
             count += 1
             last_time = log_time
             yield RawMessage(connection.topic, connection.msgtype, log_time, data)
