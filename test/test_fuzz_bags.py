@@ -12,14 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import event, given
 from hypothesis import strategies as st
 
 from fuzzing import MIB, bounded, fuzz
-from latent_maskrcnn.model.checkpoint import save_model
-from latent_maskrcnn.model.config import tiny_config
-from latent_maskrcnn.model.latent_mask_rcnn import LatentMaskRCNN
 from latent_segmentation_ros import cli
 from latent_segmentation_ros.core.camera_sync import SyncPolicy
 from latent_segmentation_ros.core.messages import get_typestore
@@ -28,6 +24,7 @@ from latent_segmentation_ros.replay.ground_truth import GroundTruthStream, groun
 from latent_segmentation_ros.replay.runner import PairStream
 from latent_segmentation_ros.replay.scoring import ScoringConfig, score_bag
 from latent_segmentation_ros.replay.synthetic_bag import BagTiming, image_topic, write_synthetic_bag
+from tiny_models import save_tiny_checkpoint
 
 STORAGES = ("mcap", "sqlite3")
 FRAMES, HEIGHT, WIDTH = 4, 32, 40
@@ -42,10 +39,7 @@ MAX_PIXELS = 16 * HEIGHT * WIDTH
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    save_model(LatentMaskRCNN(tiny_config()).eval(), path)
-    return path
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("model"), seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -268,3 +262,13 @@ def test_regression_a_mask_array_that_is_not_cdr_is_skipped_and_counted(predicti
                        worst_frames=0)
     assert report["counts"]["undecodable_messages"] == 1
     assert report["counts"]["arrays_per_camera"] == {"overhead_left": FRAMES - 1, "overhead_right": FRAMES}
+
+
+def test_regression_a_sqlite3_row_without_log_time_stops_the_reading(clean_bags, tmp_path):
+    # Found by fuzzing: one zero byte in the sqlite3 file read back a message whose log time is
+    # NULL (None); the ground-truth reader compared it with a stamp and raised TypeError.
+    copy = damaged_copy(clean_bags["sqlite3"], tmp_path, ("run", (0.30300266539851606, 1, 0)))
+    counts = read_like_replay(copy)
+    errors = [counts["truth_error"], (counts["stopped"] or {}).get("error")]
+    assert any(error and "corrupt" in error for error in errors), counts
+    assert counts["pairs"] <= FRAMES

@@ -4,12 +4,8 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 from rosbags.rosbag2 import Reader
 
-from latent_maskrcnn.model.checkpoint import save_model
-from latent_maskrcnn.model.config import tiny_config
-from latent_maskrcnn.model.latent_mask_rcnn import LatentMaskRCNN
 from latent_segmentation_ros import cli
 from latent_segmentation_ros.core.messages import (
     CONFIDENCE_MASK_ARRAY,
@@ -20,6 +16,7 @@ from latent_segmentation_ros.core.messages import (
 from latent_segmentation_ros.replay.bag_io import BagReader, BagWriter
 from latent_segmentation_ros.replay.report import read_frames
 from latent_segmentation_ros.replay.synthetic_bag import BagTiming, write_synthetic_bag
+from tiny_models import save_tiny_checkpoint
 
 TYPESTORE = get_typestore()
 # The K-sample path at the binarisation it was written for (the node starts with the prior mean at 0.8).
@@ -30,10 +27,7 @@ CAMERAS = ("overhead_left", "overhead_right")
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    save_model(LatentMaskRCNN(tiny_config()).eval(), path)
-    return path
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("model"), seed=0)
 
 
 @pytest.fixture(scope="module")

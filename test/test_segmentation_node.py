@@ -20,6 +20,7 @@ from latent_segmentation_ros.core.image_conversion import numpy_to_image  # noqa
 from latent_segmentation_ros.msg import ConfidenceMaskArray  # noqa: E402
 from latent_segmentation_ros.ros.base_node import StartupError  # noqa: E402
 from latent_segmentation_ros.ros.segmentation_node import SegmentationNode  # noqa: E402
+from tiny_models import save_tiny_checkpoint  # noqa: E402
 
 CAMERAS = ("overhead_left", "overhead_right")
 
@@ -33,14 +34,7 @@ def ros():
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    import torch
-
-    from latent_maskrcnn.model.checkpoint import save_model
-    from latent_maskrcnn.model.config import tiny_config
-    from latent_maskrcnn.model.latent_mask_rcnn import LatentMaskRCNN
-
-    torch.manual_seed(0)
-    return save_model(LatentMaskRCNN(tiny_config()), tmp_path_factory.mktemp("model") / "tiny.safetensors")
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("model"), seed=0)
 
 
 @pytest.fixture

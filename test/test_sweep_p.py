@@ -12,14 +12,12 @@ from latent_segmentation_ros.replay.runner import build_pair_processor
 from latent_segmentation_ros.replay.scoring import ScoringConfig
 from latent_segmentation_ros.replay.sweep import SweepOptions, grasp_target_line, sweep_p
 from latent_segmentation_ros.replay.synthetic_bag import BagTiming, write_synthetic_bag
+from tiny_models import save_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(1)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    save_model(LatentMaskRCNN(tiny_config()).eval(), path)
-    return path
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("model"), seed=1)
 
 
 @pytest.fixture(scope="module")
