@@ -12,6 +12,7 @@ the data generation is slow.
 """
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import tracemalloc
@@ -25,9 +26,9 @@ MIB = 1 << 20
 
 
 def fuzz(max_examples: int) -> settings:
-    """Settings of a fuzz target generating ``max_examples`` cases."""
+    """Settings of a fuzz target generating ``max_examples`` cases (times LATENT_SEG_FUZZ_SCALE)."""
     return settings(
-        max_examples=max_examples,
+        max_examples=max_examples * max(1, int(os.environ.get("LATENT_SEG_FUZZ_SCALE", "1"))),
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
     )
